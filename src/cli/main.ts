@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+/**
+ * The `sanbox` command: the one composition root. Each subcommand lives in its own
+ * file and registers itself here; only this folder may import simulator/ and plugin/.
+ *
+ * Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 a required tool is missing.
+ */
+import { Command } from "commander";
+import { registerNbd } from "./nbd-command.js";
+import { registerArray } from "./array-command.js";
+import { registerDemo } from "./demo-command.js";
+import { runMain } from "./run.js";
+
+const program = new Command("sanbox")
+  .description("SAN array simulator and time-consistent VM backup plugin")
+  .version("0.1.0")
+  .showHelpAfterError()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+registerNbd(program);
+registerArray(program);
+registerDemo(program);
+
+await runMain(program);

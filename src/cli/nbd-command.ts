@@ -1,0 +1,100 @@
+/**
+ * `sanbox nbd serve`: serve a memory disk or a raw file over NBD. Prints the NBD
+ * URI on stdout (one line, so scripts can `uri=$(sanbox nbd serve … &)`), logs on
+ * stderr, and drains on SIGINT/SIGTERM.
+ */
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Command, Option } from "commander";
+import { InvalidArgumentError } from "../errors.js";
+import { createLogger } from "../log.js";
+import type { NbdBackend } from "../nbd/backend.js";
+import { FileBackend } from "../nbd/backends/file-backend.js";
+import { MemoryBackend } from "../nbd/backends/memory-backend.js";
+import { NbdServer } from "../nbd/server.js";
+import type { TlsMode } from "../nbd/server-options.js";
+import { SingleExportProvider } from "../nbd/single-export.js";
+import { loadPskFile } from "../nbd/tls-psk.js";
+import { formatNbdUri } from "../nbd/uri.js";
+import { parseSize } from "../size.js";
+
+interface ServeOptions {
+  memory?: string;
+  size?: string;
+  unix?: string;
+  port?: string;
+  host: string;
+  export: string;
+  readonly?: boolean;
+  tlsPsk?: string;
+  tls: TlsMode;
+}
+
+export function registerNbd(program: Command): void {
+  const nbd = program.command("nbd").description("standalone NBD server tools");
+  nbd
+    .command("serve")
+    .description("serve a sparse memory disk or a raw file over NBD until SIGINT/SIGTERM; prints the NBD URI on stdout")
+    .argument("[file]", "raw image file to serve (created sparse with --size if missing)")
+    .option("--memory <size>", "serve a sparse memory disk of this size (e.g. 1G)")
+    .option("--size <size>", "with FILE: create or extend the file to this size")
+    .option("--unix <path>", "listen on this Unix socket (default: a socket under the temp directory)")
+    .option("--port <n>", "listen on this TCP port instead (0 picks a free one)")
+    .option("--host <addr>", "TCP address to bind", "127.0.0.1")
+    .option("--export <name>", "export name", "")
+    .option("--readonly", "refuse writes")
+    .option("--tls-psk <file>", "psk file (identity:hexkey lines, as nbdkit --tls-psk)")
+    .addOption(new Option("--tls <mode>", "TLS policy, as nbdkit --tls").choices(["off", "on", "require"]).default("off"))
+    .action(async (file: string | undefined, o: ServeOptions) => serve(file, o));
+}
+
+async function serve(file: string | undefined, o: ServeOptions): Promise<void> {
+  const log = createLogger("nbd-serve");
+  if ((file === undefined) === (o.memory === undefined)) throw new InvalidArgumentError("give exactly one of FILE or --memory SIZE");
+  if (o.unix !== undefined && o.port !== undefined) throw new InvalidArgumentError("give at most one of --unix and --port");
+  const tls: TlsMode = o.tlsPsk !== undefined && o.tls === "off" ? "on" : o.tls;
+  if (tls !== "off" && o.tlsPsk === undefined) throw new InvalidArgumentError(`--tls ${tls} needs --tls-psk FILE`);
+  const psk = o.tlsPsk !== undefined ? await loadPskFile(o.tlsPsk) : undefined;
+
+  let backend: NbdBackend;
+  if (o.memory !== undefined) {
+    backend = new MemoryBackend(parseSize(o.memory), { readOnly: o.readonly ?? false });
+  } else {
+    const opts: { readOnly: boolean; create?: number } = { readOnly: o.readonly ?? false };
+    if (o.size !== undefined) opts.create = parseSize(o.size);
+    backend = await FileBackend.open(file ?? "", opts);
+  }
+
+  const server = new NbdServer({ provider: new SingleExportProvider(backend, o.export), tls, ...(psk ? { psk } : {}), log });
+  let uri: string;
+  if (o.port !== undefined) {
+    const port = Number(o.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`invalid --port ${o.port}`);
+    const a = await server.listen({ host: o.host, port });
+    if (!("port" in a)) throw new Error("unreachable");
+    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "tcp", host: a.host, port: a.port }, exportName: o.export, ...pskParam(o, tls) });
+  } else {
+    const path = o.unix ?? join(tmpdir(), `sanbox-nbd-${process.pid}.sock`);
+    await server.listen({ unix: path });
+    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "unix", path }, exportName: o.export, ...pskParam(o, tls) });
+  }
+  process.stdout.write(`${uri}\n`);
+  log.info(`serving ${backend.description ?? "disk"} (${backend.size} bytes${backend.readOnly ? ", read-only" : ""}) at ${uri}`);
+
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string): void => {
+      log.info(`${sig}: draining ${server.connectionCount} connection(s)`);
+      resolve();
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+  });
+  await server.close();
+  await backend.flush();
+  await backend.close?.();
+  log.info("stopped");
+}
+
+function pskParam(o: ServeOptions, tls: TlsMode): { tlsPskFile?: string } {
+  return tls === "require" && o.tlsPsk !== undefined ? { tlsPskFile: o.tlsPsk } : {};
+}

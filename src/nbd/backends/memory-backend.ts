@@ -1,0 +1,148 @@
+/**
+ * Sparse in-memory disk (nbdkit's memory plugin): 64 KiB pages allocated on first
+ * write. A missing page is a hole that reads as zeros.
+ *
+ * Invariants: a page is either absent (hole, zeros) or a full PAGE-sized buffer;
+ * trim and zero-with-mayTrim free whole pages and zero partial ones; block
+ * status reports absent pages as HOLE|ZERO and present ones as data. All
+ * operations complete synchronously, so every write is immediately visible to
+ * every connection: multi-conn is safe and FLUSH is a no-op.
+ */
+import type { NbdBackend, ReadPiece, StatusExtent } from "../backend.js";
+import { NBD_META_BASE_ALLOCATION, NBD_STATE_HOLE, NBD_STATE_ZERO } from "../constants.js";
+import { InvalidArgumentError, UnsupportedError } from "../../errors.js";
+
+const PAGE = 64 * 1024;
+
+export class MemoryBackend implements NbdBackend {
+  readonly readOnly: boolean;
+  readonly canFlush = true;
+  readonly canFua = true;
+  readonly canTrim = true;
+  readonly canZero = true;
+  readonly canFastZero = true;
+  readonly canCache = true;
+  readonly canMultiConn = true;
+  readonly description: string;
+  private readonly pages = new Map<number, Buffer>();
+
+  constructor(
+    readonly size: number,
+    opts: { readOnly?: boolean; description?: string } = {},
+  ) {
+    if (!Number.isSafeInteger(size) || size < 0) throw new InvalidArgumentError(`invalid memory disk size ${size}`);
+    this.readOnly = opts.readOnly ?? false;
+    this.description = opts.description ?? `sparse memory disk of ${size} bytes`;
+  }
+
+  /** Bytes of allocated pages. */
+  get allocatedBytes(): number {
+    return this.pages.size * PAGE;
+  }
+
+  metaContexts(): readonly string[] {
+    return [NBD_META_BASE_ALLOCATION];
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const pieces = this.readPieces(offset, length);
+    if (pieces.length === 1 && pieces[0] !== undefined && "data" in pieces[0]) return Buffer.from(pieces[0].data);
+    const out = Buffer.alloc(length);
+    for (const p of pieces) if ("data" in p) p.data.copy(out, p.offset - offset);
+    return out;
+  }
+
+  async readSparse(offset: number, length: number): Promise<ReadPiece[]> {
+    // Zero-copy: the pieces alias page memory. A write that lands before the reply
+    // leaves the socket was necessarily issued before the client saw this reply,
+    // i.e. concurrently with the read, where the spec allows either content.
+    return this.readPieces(offset, length);
+  }
+
+  /** Pieces aliasing page memory, adjacent holes merged. */
+  private readPieces(offset: number, length: number): ReadPiece[] {
+    const out: ReadPiece[] = [];
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const idx = Math.floor(pos / PAGE);
+      const within = pos - idx * PAGE;
+      const n = Math.min(PAGE - within, end - pos);
+      const page = this.pages.get(idx);
+      const last = out[out.length - 1];
+      if (page === undefined) {
+        if (last !== undefined && "hole" in last) last.hole += n;
+        else out.push({ offset: pos, hole: n });
+      } else {
+        out.push({ offset: pos, data: page.subarray(within, within + n) });
+      }
+      pos += n;
+    }
+    return out;
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const pos = offset + done;
+      const idx = Math.floor(pos / PAGE);
+      const within = pos - idx * PAGE;
+      const n = Math.min(PAGE - within, data.length - done);
+      let page = this.pages.get(idx);
+      if (page === undefined) {
+        page = Buffer.alloc(PAGE);
+        this.pages.set(idx, page);
+      }
+      data.copy(page, within, done, done + n);
+      done += n;
+    }
+  }
+
+  async flush(): Promise<void> {}
+
+  async trim(offset: number, length: number): Promise<void> {
+    this.clear(offset, length, true);
+  }
+
+  async zero(offset: number, length: number, opts: { mayTrim: boolean; fastZero: boolean }): Promise<void> {
+    void opts.fastZero; // zeroing memory is always fast
+    this.clear(offset, length, opts.mayTrim);
+  }
+
+  private clear(offset: number, length: number, mayFree: boolean): void {
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const idx = Math.floor(pos / PAGE);
+      const within = pos - idx * PAGE;
+      const n = Math.min(PAGE - within, end - pos);
+      const page = this.pages.get(idx);
+      if (page !== undefined) {
+        if (n === PAGE && mayFree) this.pages.delete(idx);
+        else page.fill(0, within, within + n);
+      } else if (!mayFree) {
+        this.pages.set(idx, Buffer.alloc(PAGE)); // NO_HOLE: allocate
+      }
+      pos += n;
+    }
+  }
+
+  async cache(): Promise<void> {}
+
+  async blockStatus(context: string, offset: number, length: number): Promise<StatusExtent[]> {
+    if (context !== NBD_META_BASE_ALLOCATION) throw new UnsupportedError(`context ${context} not served`);
+    const out: StatusExtent[] = [];
+    let pos = offset;
+    const end = Math.min(offset + length, this.size);
+    while (pos < end) {
+      const idx = Math.floor(pos / PAGE);
+      const n = Math.min((idx + 1) * PAGE, end) - pos;
+      const flags = this.pages.has(idx) ? 0 : NBD_STATE_HOLE | NBD_STATE_ZERO;
+      const last = out[out.length - 1];
+      if (last !== undefined && last.flags === flags) last.length += n;
+      else out.push({ offset: pos, length: n, flags });
+      pos += n;
+    }
+    return out;
+  }
+}

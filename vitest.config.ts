@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Interop tests start real servers and tools; two workers match the 2-core CI machine.
+    pool: "forks",
+    maxWorkers: 2,
+  },
+});
