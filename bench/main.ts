@@ -2,7 +2,7 @@
  * `npm run bench -- NAME [--json]`: runs one benchmark suite (or all) and prints a markdown
  * table on stdout (or JSON with --json). Progress goes to stderr.
  */
-import { markdownTable, type BenchResult } from "./report.js";
+import { jsonResult, markdownTable, type BenchResult } from "./report.js";
 
 type Suite = (argv: string[]) => Promise<BenchResult>;
 const SUITES: Record<string, () => Promise<Suite>> = {
@@ -26,8 +26,8 @@ async function main(): Promise<void> {
     results.push(await run(argv));
   }
   if (json) {
-    const first = results[0];
-    console.log(JSON.stringify(results.length === 1 && first ? first : results, null, 2));
+    const out = results.map(jsonResult);
+    console.log(JSON.stringify(out.length === 1 ? out[0] : out, null, 2));
   } else {
     console.log(results.map(markdownTable).join("\n\n"));
   }

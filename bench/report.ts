@@ -35,3 +35,15 @@ export function markdownTable(r: BenchResult): string {
 function fmt(n: number): string {
   return n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toPrecision(3);
 }
+
+/** JSON rows with unit-suffixed keys, e.g. {case, ours_MBps, peer, peer_MBps, ratio}. */
+export function jsonResult(r: BenchResult): unknown {
+  return {
+    bench: r.bench,
+    rows: r.rows.map((x) => {
+      const u = x.unit.replace("/s", "ps").replace(/[^A-Za-z0-9]/g, "_");
+      return { case: x.case, [`ours_${u}`]: x.ours, peer: x.peer, [`peer_${u}`]: x.peerValue, ratio: x.ratio, ...(x.note ? { note: x.note } : {}) };
+    }),
+    notes: r.notes,
+  };
+}

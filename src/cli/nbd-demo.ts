@@ -64,7 +64,7 @@ export async function runNbdDemo(): Promise<void> {
 
     const out = join(dir, "copy.raw");
     const t0 = process.hrtime.bigint();
-    await run("nbdcopy", ["--progress=false", uri, out]);
+    await run("nbdcopy", [uri, out]);
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     const fileHash = createHash("sha256").update(readFileSync(out)).digest("hex");
     const h = createHash("sha256");

@@ -35,8 +35,12 @@ export interface StatusExtent {
   flags: number;
 }
 
-/** Part of a sparse read: data, or a hole that reads as zeros. */
-export type ReadPiece = { offset: number; data: Buffer } | { offset: number; hole: number };
+/**
+ * Part of a sparse read: data, or a hole that reads as zeros. `release`, if
+ * given, is called once the server no longer needs `data` (it has been handed
+ * to the kernel), so a backend can recycle pooled buffers.
+ */
+export type ReadPiece = { offset: number; data: Buffer; release?: () => void } | { offset: number; hole: number };
 
 export interface WriteOptions {
   fua: boolean;
@@ -60,6 +64,7 @@ export interface NbdBackend extends BackendCapabilities {
   read(offset: number, length: number): Promise<Buffer>;
   /** Optional: a read that reports holes, so structured replies can send OFFSET_HOLE. */
   readSparse?(offset: number, length: number): Promise<ReadPiece[]>;
+  /** `data` is lent: it is reused once the returned promise settles, so copy what you keep. */
   write(offset: number, data: Buffer, opts: WriteOptions): Promise<void>;
   flush(): Promise<void>;
   trim(offset: number, length: number, opts: WriteOptions): Promise<void>;

@@ -20,7 +20,6 @@ import {
   NBD_FLAG_NO_ZEROES,
   NBD_INFO_BLOCK_SIZE,
   NBD_INFO_DESCRIPTION,
-  NBD_INFO_EXPORT,
   NBD_INFO_NAME,
   NBD_OPT_ABORT,
   NBD_OPT_EXPORT_NAME,
@@ -178,6 +177,7 @@ export class ClientHandshake {
     // Polite goodbye; the server may answer ABORT with an ACK we do not wait for.
     this.send(NBD_OPT_ABORT, Buffer.alloc(0));
     this.reader.detach();
+    this.socket.on("error", () => undefined);
     this.socket.end();
     return out;
   }
@@ -200,6 +200,8 @@ export class ClientHandshake {
     const early = this.reader.detach();
     if (early.length > 0) throw new NbdProtocolError(`server sent ${early.length} bytes after accepting STARTTLS`);
     const raw = this.socket;
+    // From here the TLSSocket reports failures; keep a stray raw-socket error from crashing us.
+    raw.on("error", () => undefined);
     const secure: TLSSocket = tlsConnect({ ...options, socket: raw });
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error): void => {

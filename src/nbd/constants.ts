@@ -55,15 +55,16 @@ export const NBD_REP_SERVER = 2;
 export const NBD_REP_INFO = 3;
 export const NBD_REP_META_CONTEXT = 4;
 export const NBD_REP_FLAG_ERROR = 0x80000000;
-export const NBD_REP_ERR_UNSUP = NBD_REP_FLAG_ERROR | 1;
-export const NBD_REP_ERR_POLICY = NBD_REP_FLAG_ERROR | 2;
-export const NBD_REP_ERR_INVALID = NBD_REP_FLAG_ERROR | 3;
-export const NBD_REP_ERR_PLATFORM = NBD_REP_FLAG_ERROR | 4;
-export const NBD_REP_ERR_TLS_REQD = NBD_REP_FLAG_ERROR | 5;
-export const NBD_REP_ERR_UNKNOWN = NBD_REP_FLAG_ERROR | 6;
-export const NBD_REP_ERR_SHUTDOWN = NBD_REP_FLAG_ERROR | 7;
-export const NBD_REP_ERR_BLOCK_SIZE_REQD = NBD_REP_FLAG_ERROR | 8;
-export const NBD_REP_ERR_TOO_BIG = NBD_REP_FLAG_ERROR | 9;
+// `>>> 0`: JS bitwise ops yield signed int32; the wire (readUInt32BE) is unsigned.
+export const NBD_REP_ERR_UNSUP = (NBD_REP_FLAG_ERROR | 1) >>> 0;
+export const NBD_REP_ERR_POLICY = (NBD_REP_FLAG_ERROR | 2) >>> 0;
+export const NBD_REP_ERR_INVALID = (NBD_REP_FLAG_ERROR | 3) >>> 0;
+export const NBD_REP_ERR_PLATFORM = (NBD_REP_FLAG_ERROR | 4) >>> 0;
+export const NBD_REP_ERR_TLS_REQD = (NBD_REP_FLAG_ERROR | 5) >>> 0;
+export const NBD_REP_ERR_UNKNOWN = (NBD_REP_FLAG_ERROR | 6) >>> 0;
+export const NBD_REP_ERR_SHUTDOWN = (NBD_REP_FLAG_ERROR | 7) >>> 0;
+export const NBD_REP_ERR_BLOCK_SIZE_REQD = (NBD_REP_FLAG_ERROR | 8) >>> 0;
+export const NBD_REP_ERR_TOO_BIG = (NBD_REP_FLAG_ERROR | 9) >>> 0;
 
 // NBD_REP_INFO item types.
 export const NBD_INFO_EXPORT = 0;

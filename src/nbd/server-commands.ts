@@ -45,6 +45,9 @@ export interface CommandContext {
   contexts: readonly string[];
 }
 
+/** Buffers to write in order; `onSent` runs once they have left for the kernel. */
+export type Reply = Buffer[] & { onSent?: () => void };
+
 export function errorReply(ctx: CommandContext, h: RequestHeader, errno: Errno, message: string): Buffer[] {
   const wire = errnoToWire(errno);
   if (ctx.structuredReplies && (h.type === NBD_CMD_READ || h.type === NBD_CMD_BLOCK_STATUS)) {
@@ -53,7 +56,7 @@ export function errorReply(ctx: CommandContext, h: RequestHeader, errno: Errno, 
   return [encodeSimpleReply(wire, h.cookie)];
 }
 
-export async function executeCommand(ctx: CommandContext, h: RequestHeader, payload: Buffer | undefined): Promise<Buffer[]> {
+export async function executeCommand(ctx: CommandContext, h: RequestHeader, payload: Buffer | undefined): Promise<Reply> {
   const b = ctx.backend;
   const fua = (h.flags & NBD_CMD_FLAG_FUA) !== 0;
   try {
@@ -89,7 +92,7 @@ export async function executeCommand(ctx: CommandContext, h: RequestHeader, payl
   }
 }
 
-async function readReply(ctx: CommandContext, h: RequestHeader): Promise<Buffer[]> {
+async function readReply(ctx: CommandContext, h: RequestHeader): Promise<Reply> {
   const b = ctx.backend;
   if (!ctx.structuredReplies) {
     const data = await b.read(h.offset, h.length);
@@ -102,15 +105,18 @@ async function readReply(ctx: CommandContext, h: RequestHeader): Promise<Buffer[
   } else {
     pieces = [{ offset: h.offset, data: await b.read(h.offset, h.length) }];
   }
-  const out: Buffer[] = [];
+  const out: Reply = [];
+  const releases: (() => void)[] = [];
   pieces.forEach((p, i) => {
     const flags = i === pieces.length - 1 ? NBD_REPLY_FLAG_DONE : 0;
     if ("data" in p) {
       out.push(encodeOffsetDataHead(flags, h.cookie, p.offset, p.data.length), p.data);
+      if (p.release) releases.push(p.release);
     } else {
       out.push(encodeOffsetHole(flags, h.cookie, p.offset, p.hole));
     }
   });
+  if (releases.length > 0) out.onSent = () => releases.forEach((r) => r());
   return out;
 }
 

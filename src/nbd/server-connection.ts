@@ -22,8 +22,10 @@ import { CMD_NAMES, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, NBD_FLAG_C_NO_ZER
 import { ServerFrameDecoder, type ServerFrame } from "./frame-decoder.js";
 import { encodeGreeting } from "./handshake-codec.js";
 import { validateRequest } from "./request-validation.js";
-import { errorReply, executeCommand, type CommandContext } from "./server-commands.js";
-import { handleOption, type OptionContext, type TlsMode } from "./server-options.js";
+import { errorReply, executeCommand, type CommandContext, type Reply } from "./server-commands.js";
+import { handleOption, type NegotiationState, type OptionContext, type TlsMode } from "./server-options.js";
+import { BufferPool } from "./buffer-pool.js";
+import { attachUserBuffer } from "./socket-user-buffer.js";
 import { serverTlsOptions, type PskTable } from "./tls-psk.js";
 
 export interface ConnectionConfig {
@@ -41,14 +43,13 @@ type State = "handshake" | "tls-upgrade" | "transmission" | "draining" | "closed
 export class ServerConnection {
   private state: State = "handshake";
   private socket: Socket;
-  private decoder = new ServerFrameDecoder();
+  private readonly pool = new BufferPool();
+  private decoder = new ServerFrameDecoder("client-flags", undefined, undefined, this.pool);
   private readonly optionQueue: ServerFrame[] = [];
   private optionBusy = false;
   private tlsIdentity: string | undefined;
   private noZeroes = false;
-  private structuredReplies = false;
-  private metaExport: string | undefined;
-  private metaSelected: string[] = [];
+  private readonly negotiation: NegotiationState = { structuredReplies: false, metaExport: undefined, metaSelected: [] };
   private cmd: CommandContext | undefined;
   private inFlight = 0;
   private inFlightBytes = 0;
@@ -65,7 +66,9 @@ export class ServerConnection {
   ) {
     this.socket = socket;
     this.closed = new Promise((r) => (this.resolveClosed = r));
-    this.attach(socket);
+    // TLS takes over the raw handle's reads at STARTTLS, so only plain servers use a user buffer.
+    this.attach(socket, cfg.tlsMode === "off");
+    socket.resume();
     this.handshakeTimer = setTimeout(() => this.abort(`no export chosen within ${cfg.handshakeTimeoutMs} ms`), cfg.handshakeTimeoutMs);
     this.handshakeTimer.unref();
     socket.setNoDelay(true);
@@ -73,7 +76,7 @@ export class ServerConnection {
   }
 
   get exportName(): string | undefined {
-    return this.metaExport;
+    return this.negotiation.metaExport;
   }
 
   /** Stop taking new requests; close once in-flight ones have replied. */
@@ -96,8 +99,11 @@ export class ServerConnection {
     this.state = to;
   }
 
-  private attach(socket: Socket): void {
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+  /** `userBuffer`: read into one reused buffer (see socket-user-buffer.ts) instead of a new one per read. */
+  private attach(socket: Socket, userBuffer = false): void {
+    if (!(userBuffer && attachUserBuffer(socket, Buffer.allocUnsafe(256 * 1024), (view) => this.onData(view, true)))) {
+      socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    }
     socket.on("drain", () => {
       this.writeBlocked = false;
       this.updateFlow();
@@ -106,12 +112,12 @@ export class ServerConnection {
     socket.on("close", () => this.onClose());
   }
 
-  private onData(chunk: Buffer): void {
+  private onData(chunk: Buffer, transient = false): void {
     if (this.state === "closed" || this.state === "tls-upgrade") return;
     if (this.state === "draining") return; // after DISC or shutdown, input is ignored
     let frames: ServerFrame[];
     try {
-      frames = this.decoder.push(chunk);
+      frames = this.decoder.push(chunk, transient);
     } catch (e: unknown) {
       this.abort(errorMessage(e));
       return;
@@ -149,31 +155,13 @@ export class ServerConnection {
       return;
     }
     if (f.kind !== "option") throw new NbdProtocolError("request sent before an export was chosen");
-    const self = this;
     const ctx: OptionContext = {
       provider: this.cfg.provider,
       tlsMode: this.cfg.tlsMode,
       tlsActive: this.tlsIdentity !== undefined,
       session: this.session,
       noZeroes: this.noZeroes,
-      get structuredReplies() {
-        return self.structuredReplies;
-      },
-      set structuredReplies(v: boolean) {
-        self.structuredReplies = v;
-      },
-      get metaExport() {
-        return self.metaExport;
-      },
-      set metaExport(v: string | undefined) {
-        self.metaExport = v;
-      },
-      get metaSelected() {
-        return self.metaSelected;
-      },
-      set metaSelected(v: string[]) {
-        self.metaSelected = v;
-      },
+      state: this.negotiation,
       send: (buf) => {
         if (this.state !== "closed") this.socket.write(buf);
       },
@@ -181,6 +169,9 @@ export class ServerConnection {
     const outcome = await handleOption(ctx, f.option, f.data);
     switch (outcome.next) {
       case "continue":
+        // A refused GO leaves the decoder waiting; frame the options queued behind it.
+        this.decoder.resumeOptions();
+        this.onData(Buffer.alloc(0));
         return;
       case "close":
         this.cfg.log.debug(`${this.peer}: closing: ${outcome.reason}`);
@@ -223,19 +214,19 @@ export class ServerConnection {
     tls.once("secure", () => {
       this.tlsIdentity = identity ?? "";
       this.socket = tls;
-      this.decoder = new ServerFrameDecoder("options");
+      this.decoder = new ServerFrameDecoder("options", undefined, undefined, this.pool);
       this.transition(["tls-upgrade"], "handshake");
       this.attach(tls);
       this.cfg.log.debug(`${this.peer}: TLS up as "${this.tlsIdentity}"`);
     });
-    tls.on("error", (e) => this.abort(`TLS handshake failed: ${e.message}`));
+    tls.on("error", (e: Error) => this.abort(`TLS handshake failed: ${e.message}`));
   }
 
   private enterTransmission(backend: NbdBackend, exportName: string, contexts: string[]): void {
     this.transition(["handshake"], "transmission");
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
-    this.metaExport = exportName;
-    this.cmd = { backend, structuredReplies: this.structuredReplies, contexts };
+    this.negotiation.metaExport = exportName;
+    this.cmd = { backend, structuredReplies: this.negotiation.structuredReplies, contexts };
     this.decoder.enterTransmission();
     this.cfg.log.debug(`${this.peer}: export "${exportName}" contexts [${contexts.join(", ")}]`);
     // Requests pipelined right behind GO are already buffered in the decoder.
@@ -267,6 +258,7 @@ export class ServerConnection {
       : executeCommand(cmd, h, f.payload);
     if (invalid) this.cfg.log.debug(`${this.peer}: ${CMD_NAMES[h.type] ?? h.type} rejected: ${invalid.reason}`);
     void work.then((bufs) => {
+      if (f.payload !== undefined) this.pool.release(f.payload);
       this.inFlight--;
       this.inFlightBytes -= bytes;
       this.sendReply(bufs);
@@ -275,11 +267,18 @@ export class ServerConnection {
     });
   }
 
-  private sendReply(bufs: Buffer[]): void {
-    if (this.state === "closed" || this.socket.destroyed) return;
+  private sendReply(bufs: Reply): void {
+    if (this.state === "closed" || this.socket.destroyed) {
+      bufs.onSent?.();
+      return;
+    }
     this.socket.cork();
     let ok = true;
-    for (const b of bufs) ok = this.socket.write(b);
+    const last = bufs.length - 1;
+    const onSent = bufs.onSent;
+    bufs.forEach((b, i) => {
+      ok = i === last && onSent ? this.socket.write(b, () => onSent()) : this.socket.write(b);
+    });
     this.socket.uncork();
     if (!ok) this.writeBlocked = true;
   }

@@ -65,11 +65,16 @@ export interface OptionContext {
   readonly tlsActive: boolean;
   readonly session: SessionInfo;
   readonly noZeroes: boolean;
+  /** Negotiated so far; owned by the connection and updated here. */
+  readonly state: NegotiationState;
+  send(buf: Buffer): void;
+}
+
+export interface NegotiationState {
   structuredReplies: boolean;
   /** Export name the SET_META_CONTEXT selection applies to, and the selection (id = index + 1). */
   metaExport: string | undefined;
   metaSelected: string[];
-  send(buf: Buffer): void;
 }
 
 export type OptionOutcome =
@@ -134,14 +139,14 @@ export async function handleOption(ctx: OptionContext, option: number, data: Buf
 
     case NBD_OPT_STRUCTURED_REPLY:
       if (data.length !== 0) return fail(NBD_REP_ERR_INVALID, "STRUCTURED_REPLY takes no data");
-      ctx.structuredReplies = true;
+      ctx.state.structuredReplies = true;
       reply(NBD_REP_ACK);
       return { next: "continue" };
 
     case NBD_OPT_LIST_META_CONTEXT:
     case NBD_OPT_SET_META_CONTEXT: {
       const isSet = option === NBD_OPT_SET_META_CONTEXT;
-      if (!ctx.structuredReplies) return fail(NBD_REP_ERR_INVALID, "negotiate NBD_OPT_STRUCTURED_REPLY first");
+      if (!ctx.state.structuredReplies) return fail(NBD_REP_ERR_INVALID, "negotiate NBD_OPT_STRUCTURED_REPLY first");
       const req = decodeMetaContextRequest(data);
       let available: readonly string[];
       try {
@@ -151,8 +156,8 @@ export async function handleOption(ctx: OptionContext, option: number, data: Buf
       }
       const matched = matchContexts(available, req.queries, !isSet);
       if (isSet) {
-        ctx.metaExport = req.exportName;
-        ctx.metaSelected = matched;
+        ctx.state.metaExport = req.exportName;
+        ctx.state.metaSelected = matched;
       }
       matched.forEach((name, i) => reply(NBD_REP_META_CONTEXT, encodeMetaContextReply(isSet ? i + 1 : 0, name)));
       reply(NBD_REP_ACK);
@@ -184,7 +189,7 @@ export async function handleOption(ctx: OptionContext, option: number, data: Buf
         return { next: "continue" };
       }
       // Contexts selected for another export name do not carry over (proto.md SET_META_CONTEXT).
-      const contexts = ctx.metaExport === req.name ? ctx.metaSelected : [];
+      const contexts = ctx.state.metaExport === req.name ? ctx.state.metaSelected : [];
       return { next: "transmission", backend, exportName: req.name, contexts };
     }
 
@@ -194,7 +199,7 @@ export async function handleOption(ctx: OptionContext, option: number, data: Buf
         name = data.toString("utf8");
         const backend = await ctx.provider.open(name, ctx.session);
         ctx.send(encodeExportNameReply(backend.size, transmissionFlags(backend), ctx.noZeroes));
-        const contexts = ctx.metaExport === name ? ctx.metaSelected : [];
+        const contexts = ctx.state.metaExport === name ? ctx.state.metaSelected : [];
         return { next: "transmission", backend, exportName: name, contexts };
       } catch (e: unknown) {
         // EXPORT_NAME has no error reply: the spec says to close the connection.

@@ -38,7 +38,7 @@ export class NbdServer {
     const tls = opts.tls ?? "off";
     if (tls !== "off" && opts.psk === undefined) throw new InvalidArgumentError(`--tls ${tls} needs a psk file`);
     this.log = opts.log ?? createLogger("nbd");
-    this.server = createServer((s) => this.accept(s));
+    this.server = createServer({ pauseOnConnect: true }, (s) => this.accept(s));
   }
 
   get connectionCount(): number {

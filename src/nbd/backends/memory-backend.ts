@@ -3,16 +3,37 @@
  * write. A missing page is a hole that reads as zeros.
  *
  * Invariants: a page is either absent (hole, zeros) or a full PAGE-sized buffer;
+ * pages come from 16 MiB slabs and freed pages are recycled, never returned;
  * trim and zero-with-mayTrim free whole pages and zero partial ones; block
  * status reports absent pages as HOLE|ZERO and present ones as data. All
  * operations complete synchronously, so every write is immediately visible to
  * every connection: multi-conn is safe and FLUSH is a no-op.
  */
 import type { NbdBackend, ReadPiece, StatusExtent } from "../backend.js";
+import { BufferPool } from "../buffer-pool.js";
 import { NBD_META_BASE_ALLOCATION, NBD_STATE_HOLE, NBD_STATE_ZERO } from "../constants.js";
 import { InvalidArgumentError, UnsupportedError } from "../../errors.js";
 
 const PAGE = 64 * 1024;
+const SLAB_PAGES = 256; // 16 MiB slabs: one allocation instead of 256 page faults-and-frees
+
+/** Pages carved from slabs, recycled through a free list (freed pages are dirty). */
+class PageAllocator {
+  private readonly freePages: Buffer[] = [];
+  alloc(zero: boolean): Buffer {
+    const p = this.freePages.pop();
+    if (p !== undefined) {
+      if (zero) p.fill(0);
+      return p;
+    }
+    const slab = Buffer.alloc(PAGE * SLAB_PAGES);
+    for (let i = 1; i < SLAB_PAGES; i++) this.freePages.push(slab.subarray(i * PAGE, (i + 1) * PAGE));
+    return slab.subarray(0, PAGE);
+  }
+  release(p: Buffer): void {
+    this.freePages.push(p);
+  }
+}
 
 export class MemoryBackend implements NbdBackend {
   readonly readOnly: boolean;
@@ -25,6 +46,8 @@ export class MemoryBackend implements NbdBackend {
   readonly canMultiConn = true;
   readonly description: string;
   private readonly pages = new Map<number, Buffer>();
+  private readonly allocator = new PageAllocator();
+  private readonly readBuffers = new BufferPool();
 
   constructor(
     readonly size: number,
@@ -53,10 +76,31 @@ export class MemoryBackend implements NbdBackend {
   }
 
   async readSparse(offset: number, length: number): Promise<ReadPiece[]> {
-    // Zero-copy: the pieces alias page memory. A write that lands before the reply
-    // leaves the socket was necessarily issued before the client saw this reply,
-    // i.e. concurrently with the read, where the spec allows either content.
-    return this.readPieces(offset, length);
+    // Copy out: the reply leaves the socket later, and a freed page may by then be
+    // recycled for another offset. Adjacent data pages become one piece.
+    const out: ReadPiece[] = [];
+    const pieces = this.readPieces(offset, length);
+    for (let i = 0; i < pieces.length; ) {
+      const p = pieces[i];
+      if (p === undefined) break;
+      if (!("data" in p)) {
+        out.push(p);
+        i++;
+        continue;
+      }
+      let j = i;
+      let bytes = 0;
+      for (let q = pieces[j]; q !== undefined && "data" in q; q = pieces[++j]) bytes += q.data.length;
+      const buf = this.readBuffers.get(bytes);
+      let at = 0;
+      for (let k = i; k < j; k++) {
+        const q = pieces[k];
+        if (q !== undefined && "data" in q) at += q.data.copy(buf, at);
+      }
+      out.push({ offset: p.offset, data: buf, release: () => this.readBuffers.release(buf) });
+      i = j;
+    }
+    return out;
   }
 
   /** Pieces aliasing page memory, adjacent holes merged. */
@@ -90,7 +134,7 @@ export class MemoryBackend implements NbdBackend {
       const n = Math.min(PAGE - within, data.length - done);
       let page = this.pages.get(idx);
       if (page === undefined) {
-        page = Buffer.alloc(PAGE);
+        page = this.allocator.alloc(n !== PAGE);
         this.pages.set(idx, page);
       }
       data.copy(page, within, done, done + n);
@@ -118,10 +162,14 @@ export class MemoryBackend implements NbdBackend {
       const n = Math.min(PAGE - within, end - pos);
       const page = this.pages.get(idx);
       if (page !== undefined) {
-        if (n === PAGE && mayFree) this.pages.delete(idx);
-        else page.fill(0, within, within + n);
+        if (n === PAGE && mayFree) {
+          this.pages.delete(idx);
+          this.allocator.release(page);
+        } else {
+          page.fill(0, within, within + n);
+        }
       } else if (!mayFree) {
-        this.pages.set(idx, Buffer.alloc(PAGE)); // NO_HOLE: allocate
+        this.pages.set(idx, this.allocator.alloc(true)); // NO_HOLE: allocate
       }
       pos += n;
     }

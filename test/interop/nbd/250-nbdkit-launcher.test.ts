@@ -3,13 +3,16 @@
  * stop it and check that no process is left; a bad plugin fails fast with
  * nbdkit's own message; a crash is told apart from a stop.
  */
-import { existsSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ToolFailedError } from "../../../src/errors.js";
+import { NbdCommandError, ToolFailedError } from "../../../src/errors.js";
+import { NbdClient } from "../../../src/nbd/client.js";
+import { startFaultFront } from "../../../src/nbdkit/fault-front.js";
 import { buildNbdkitArgs } from "../../../src/nbdkit/args.js";
 import { Nbdkit } from "../../../src/nbdkit/nbdkit.js";
 import { parseNbdUri } from "../../../src/nbd/uri.js";
-import { requireTool, tool } from "../../support/tools.js";
+import { requireTool, tempDir, tool } from "../../support/tools.js";
 
 function alive(pid: number): boolean {
   try {
@@ -93,6 +96,58 @@ describe("nbdkit launcher", () => {
       expect(kit.uri).toBe(`nbd://127.0.0.1:${port}/e1`);
       const { stdout } = await tool("nbdinfo", ["--size", kit.uri]);
       expect(stdout.trim()).toBe("4096");
+    } finally {
+      await kit.stop();
+    }
+  });
+});
+
+describe("fault-injection front (nbd plugin + error/delay filters)", () => {
+  it("injects EIO on reads while the error file exists, then recovers", async () => {
+    requireTool("nbdkit");
+    const tmp = tempDir();
+    const upstream = await Nbdkit.start({ plugin: "memory", pluginArgs: ["1M"] });
+    const errorFile = join(tmp.dir, "break-reads");
+    const front = await startFaultFront({ upstream: upstream.uri, error: { errno: "EIO", file: errorFile, ops: ["pread"] }, delay: { write: "1ms" } });
+    const c = await NbdClient.connect(front.uri);
+    try {
+      await c.write(0, Buffer.from("through the front"));
+      expect((await c.read(0, 17)).toString()).toBe("through the front");
+      writeFileSync(errorFile, "");
+      const e = await c.read(0, 17).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(NbdCommandError);
+      expect((e as NbdCommandError).errno).toBe("EIO");
+      await c.write(512, Buffer.from("writes still work"));
+      rmSync(errorFile);
+      expect((await c.read(512, 17)).toString()).toBe("writes still work");
+    } finally {
+      await c.close();
+      await front.stop();
+      await upstream.stop();
+      tmp.cleanup();
+    }
+  });
+});
+
+describe("URIs we print", () => {
+  it("are accepted unchanged by nbdinfo, qemu-img and our client, for awkward export names", async () => {
+    requireTool("nbdkit");
+    requireTool("qemu-img");
+    const name = "snap/S1/lun 0+ü";
+    const kit = await Nbdkit.start({
+      plugin: "memory",
+      pluginArgs: ["2M"],
+      filters: ["exportname"],
+      filterArgs: { exportname: name, "exportname-strict": "true" },
+      exportName: name,
+    });
+    try {
+      expect(kit.uri).toContain("/snap/S1/lun%200%2B%C3%BC?socket=");
+      expect((await tool("nbdinfo", ["--size", kit.uri])).stdout.trim()).toBe(String(2 * 1024 * 1024));
+      expect((await tool("qemu-img", ["info", "--output=json", kit.uri])).stdout).toMatch(/"virtual-size": 2097152/);
+      const c = await NbdClient.connect(kit.uri);
+      expect(c.exportName).toBe(name);
+      await c.close();
     } finally {
       await kit.stop();
     }

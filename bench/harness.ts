@@ -1,0 +1,85 @@
+/**
+ * Benchmark plumbing: start our server (as a separate process, like a user would)
+ * or nbdkit, time a command, and make on-disk scratch space. Scratch lives under
+ * .bench-tmp/ on the project's disk, never tmpfs: nbdcopy's hole seeking on tmpfs
+ * is pathologically slow and would measure the wrong thing.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { execa } from "execa";
+
+export const ROOT = resolve(import.meta.dirname, "../..");
+export const CLI = join(ROOT, "dist/src/cli/main.js");
+
+export function scratch(name: string): { dir: string; cleanup: () => void } {
+  const base = join(ROOT, ".bench-tmp");
+  mkdirSync(base, { recursive: true });
+  const dir = mkdtempSync(join(base, `${name}-`));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface Served {
+  uri: string;
+  stop(): Promise<void>;
+}
+
+async function waitForSocket(path: string, child: ChildProcess, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!existsSync(path)) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode} before listening`);
+    if (Date.now() > deadline) throw new Error(`${what} did not create ${path} within 15 s`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function stopper(child: ChildProcess): () => Promise<void> {
+  return async () => {
+    if (child.exitCode !== null) return;
+    const done = new Promise<void>((r) => child.once("exit", () => r()));
+    child.kill("SIGTERM");
+    const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await done;
+    clearTimeout(t);
+  };
+}
+
+/** Our `sanbox nbd serve` in its own process. */
+export async function startOurs(sock: string, args: string[]): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, "nbd", "serve", "--unix", sock, ...args], {
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, SANBOX_LOG: "warn" },
+  });
+  await waitForSocket(sock, child, "sanbox nbd serve");
+  return { uri: `nbd+unix:///?socket=${sock}`, stop: stopper(child) };
+}
+
+/** nbdkit in the foreground on a Unix socket. */
+export async function startNbdkit(sock: string, args: string[]): Promise<Served> {
+  const child = spawn("/usr/bin/nbdkit", ["-f", "--exit-with-parent", "-U", sock, ...args], { stdio: ["ignore", "ignore", "inherit"] });
+  await waitForSocket(sock, child, "nbdkit");
+  return { uri: `nbd+unix:///?socket=${sock}`, stop: stopper(child) };
+}
+
+/** Wall-clock seconds of one command run. */
+export async function timeCommand(cmd: string, args: string[]): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await execa(cmd, args, { env: { ...process.env, PATH: `/usr/bin:${process.env.PATH ?? ""}` } });
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+/** Best of n runs: the least-disturbed measurement on a shared machine. */
+export async function bestOf(n: number, f: () => Promise<number>): Promise<number> {
+  let best = Infinity;
+  for (let i = 0; i < n; i++) best = Math.min(best, await f());
+  return best;
+}
+
+export function progress(msg: string): void {
+  process.stderr.write(`bench: ${msg}\n`);
+}
+
+export function argValue(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+}

@@ -1,0 +1,335 @@
+/**
+ * The incremental decoders must frame a valid stream identically however it is
+ * cut into chunks: at every single offset, byte by byte, and at random cut sets.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { NbdProtocolError } from "../../../src/errors.js";
+import {
+  NBD_CMD_BLOCK_STATUS,
+  NBD_CMD_DISC,
+  NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLAG_REQ_ONE,
+  NBD_CMD_FLUSH,
+  NBD_CMD_READ,
+  NBD_CMD_TRIM,
+  NBD_CMD_WRITE,
+  NBD_MAX_OPTION_LENGTH,
+  NBD_MAX_PAYLOAD,
+  NBD_OPT_GO,
+  NBD_OPT_INFO,
+  NBD_OPT_LIST,
+  NBD_OPT_SET_META_CONTEXT,
+  NBD_OPT_STRUCTURED_REPLY,
+  NBD_REPLY_FLAG_DONE,
+  NBD_REPLY_TYPE_NONE,
+} from "../../../src/nbd/constants.js";
+import { ReplyDecoder, ServerFrameDecoder, type ReplyFrame, type ServerFrame } from "../../../src/nbd/frame-decoder.js";
+import { encodeClientFlags, encodeInfoRequest, encodeMetaContextRequest, encodeOption } from "../../../src/nbd/handshake-codec.js";
+import {
+  encodeBlockStatus,
+  encodeChunkHeader,
+  encodeErrorChunk,
+  encodeOffsetDataHead,
+  encodeOffsetHole,
+  encodeRequestHeader,
+  encodeSimpleReply,
+  type RequestHeader,
+} from "../../../src/nbd/transmission-codec.js";
+
+function pattern(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff;
+  return b;
+}
+
+function request(type: number, cookie: bigint, offset: number, length: number, flags = 0): RequestHeader {
+  return { flags, type, cookie, offset, length };
+}
+
+// ---- server side -----------------------------------------------------------
+
+const goData = encodeInfoRequest({ name: "lun/a", infos: [3] });
+const metaData = encodeMetaContextRequest({ exportName: "lun/a", queries: ["base:allocation"] });
+const requests: { header: RequestHeader; payload?: Buffer }[] = [
+  { header: request(NBD_CMD_READ, 1n, 0, 4096) },
+  { header: request(NBD_CMD_WRITE, 2n, 512, 100, NBD_CMD_FLAG_FUA), payload: pattern(100, 2) },
+  { header: request(NBD_CMD_WRITE, 3n, 7, 1), payload: pattern(1, 3) },
+  { header: request(NBD_CMD_FLUSH, 4n, 0, 0) },
+  { header: request(NBD_CMD_WRITE, 5n, 65536, 5000), payload: pattern(5000, 5) },
+  { header: request(NBD_CMD_TRIM, 6n, 0, 1 << 20) },
+  { header: request(NBD_CMD_BLOCK_STATUS, 7n, 0, 1 << 20, NBD_CMD_FLAG_REQ_ONE) },
+  { header: request(NBD_CMD_DISC, 8n, 0, 0) },
+];
+
+const serverStream = Buffer.concat([
+  encodeClientFlags(3),
+  encodeOption(NBD_OPT_STRUCTURED_REPLY),
+  encodeOption(NBD_OPT_LIST),
+  encodeOption(NBD_OPT_SET_META_CONTEXT, metaData),
+  encodeOption(NBD_OPT_INFO, goData),
+  encodeOption(NBD_OPT_GO, goData),
+  ...requests.flatMap((r) => [encodeRequestHeader(r.header), ...(r.payload ? [r.payload] : [])]),
+]);
+
+const expectedServerFrames: ServerFrame[] = [
+  { kind: "client-flags", flags: 3 },
+  { kind: "option", option: NBD_OPT_STRUCTURED_REPLY, data: Buffer.alloc(0) },
+  { kind: "option", option: NBD_OPT_LIST, data: Buffer.alloc(0) },
+  { kind: "option", option: NBD_OPT_SET_META_CONTEXT, data: metaData },
+  { kind: "option", option: NBD_OPT_INFO, data: goData },
+  { kind: "option", option: NBD_OPT_GO, data: goData },
+  ...requests.map((r): ServerFrame => (r.payload ? { kind: "request", header: r.header, payload: r.payload } : { kind: "request", header: r.header })),
+];
+
+/** Play the server connection's part: on GO, enter transmission and frame what is buffered. */
+function decodeServer(chunks: readonly Buffer[], d = new ServerFrameDecoder()): ServerFrame[] {
+  const frames: ServerFrame[] = [];
+  const take = (fs: ServerFrame[]): void => {
+    for (const f of fs) {
+      frames.push(f);
+      if (f.kind === "option" && f.option === NBD_OPT_GO) {
+        d.enterTransmission();
+        take(d.push(Buffer.alloc(0)));
+      }
+    }
+  };
+  for (const c of chunks) take(d.push(c));
+  expect(d.buffered).toBe(0);
+  return frames;
+}
+
+/** A cheap, exact fingerprint of frames (deep-equal on large Buffers is slow). */
+function key(frames: readonly (ServerFrame | ReplyFrame)[]): string {
+  return JSON.stringify(frames, (_k, v: unknown) => {
+    if (typeof v === "bigint") return `${v}n`;
+    if (typeof v === "object" && v !== null && "type" in v && (v as { type: unknown }).type === "Buffer" && "data" in v) {
+      return Buffer.from((v as { data: number[] }).data).toString("hex");
+    }
+    return v;
+  });
+}
+
+function cutAt(stream: Buffer, cuts: readonly number[]): Buffer[] {
+  const points = [...new Set(cuts)].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let prev = 0;
+  for (const p of points) {
+    out.push(stream.subarray(prev, p));
+    prev = p;
+  }
+  out.push(stream.subarray(prev));
+  return out;
+}
+
+describe("ServerFrameDecoder", () => {
+  it("frames the whole stream in one chunk", () => {
+    expect(decodeServer([serverStream])).toEqual(expectedServerFrames);
+  });
+
+  it("frames identically when split at every offset", () => {
+    const want = key(expectedServerFrames);
+    for (let i = 0; i <= serverStream.length; i++) {
+      const got = key(decodeServer([serverStream.subarray(0, i), serverStream.subarray(i)]));
+      if (got !== want) expect({ splitAt: i, frames: got }).toEqual({ splitAt: i, frames: want });
+    }
+  });
+
+  it("frames identically when fed one byte at a time", () => {
+    const bytes = [...serverStream].map((x) => Buffer.from([x]));
+    expect(key(decodeServer(bytes))).toBe(key(expectedServerFrames));
+  });
+
+  it("frames identically at random multi-split patterns", () => {
+    fc.assert(
+      fc.property(fc.array(fc.nat({ max: serverStream.length }), { maxLength: 40 }), (cuts) => {
+        expect(key(decodeServer(cutAt(serverStream, cuts)))).toBe(key(expectedServerFrames));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("holds requests pipelined behind GO until the outcome is known", () => {
+    const d = new ServerFrameDecoder();
+    const read = encodeRequestHeader(request(NBD_CMD_READ, 9n, 0, 512));
+    const frames = d.push(Buffer.concat([encodeClientFlags(1), encodeOption(NBD_OPT_GO, goData), read]));
+    expect(frames.map((f) => f.kind)).toEqual(["client-flags", "option"]);
+    expect(d.buffered).toBe(28);
+    d.enterTransmission();
+    expect(d.push(Buffer.alloc(0))).toEqual([{ kind: "request", header: request(NBD_CMD_READ, 9n, 0, 512) }]);
+  });
+
+  it("resumes option framing after a refused GO", () => {
+    const d = new ServerFrameDecoder();
+    const frames = d.push(Buffer.concat([encodeClientFlags(1), encodeOption(NBD_OPT_GO, goData), encodeOption(NBD_OPT_LIST)]));
+    expect(frames).toHaveLength(2);
+    d.resumeOptions();
+    expect(d.push(Buffer.alloc(0))).toEqual([{ kind: "option", option: NBD_OPT_LIST, data: Buffer.alloc(0) }]);
+  });
+
+  it("starts at option framing after STARTTLS", () => {
+    const d = new ServerFrameDecoder("options");
+    expect(d.push(encodeOption(NBD_OPT_LIST))).toEqual([{ kind: "option", option: NBD_OPT_LIST, data: Buffer.alloc(0) }]);
+  });
+
+  it("rejects an option longer than the maximum as soon as its header arrives", () => {
+    const header = encodeOption(NBD_OPT_LIST).subarray(0, 16);
+    header.writeUInt32BE(NBD_MAX_OPTION_LENGTH + 1, 12);
+    const d = new ServerFrameDecoder("options");
+    expect(() => d.push(header)).toThrow(NbdProtocolError);
+    const huge = Buffer.from(header);
+    huge.writeUInt32BE(0x40000000, 12); // 1 GiB
+    expect(() => new ServerFrameDecoder("options").push(huge)).toThrow(NbdProtocolError);
+  });
+
+  it("accepts an option of exactly the maximum length", () => {
+    const d = new ServerFrameDecoder("options");
+    const frames = d.push(encodeOption(NBD_OPT_LIST, Buffer.alloc(NBD_MAX_OPTION_LENGTH)));
+    expect(frames).toHaveLength(1);
+  });
+
+  it("rejects a bad option magic and a bad request magic", () => {
+    expect(() => new ServerFrameDecoder("options").push(Buffer.alloc(16, 0x41))).toThrow(NbdProtocolError);
+    const d = new ServerFrameDecoder("options");
+    d.enterTransmission();
+    expect(() => d.push(Buffer.alloc(28, 0x41))).toThrow(NbdProtocolError);
+  });
+
+  it("discards an oversized WRITE payload and stays in sync", () => {
+    const d = new ServerFrameDecoder("options");
+    d.enterTransmission();
+    const big = NBD_MAX_PAYLOAD + 1;
+    const w = request(NBD_CMD_WRITE, 10n, 0, big);
+    const r = request(NBD_CMD_READ, 11n, 0, 512);
+    const frames: ServerFrame[] = [];
+    frames.push(...d.push(encodeRequestHeader(w)));
+    const mib = Buffer.alloc(1024 * 1024, 0x5a);
+    for (let sent = 0; sent < big; sent += mib.length) frames.push(...d.push(mib.subarray(0, Math.min(mib.length, big - sent))));
+    expect(frames).toEqual([{ kind: "request", header: w, oversized: true }]);
+    expect(d.push(encodeRequestHeader(r))).toEqual([{ kind: "request", header: r }]);
+    expect(d.buffered).toBe(0);
+  });
+
+  it("discards an oversized WRITE whose tail shares a chunk with the next request", () => {
+    const d = new ServerFrameDecoder("options", NBD_MAX_OPTION_LENGTH, 1000);
+    d.enterTransmission();
+    const w = request(NBD_CMD_WRITE, 1n, 0, 1001);
+    const r = request(NBD_CMD_READ, 2n, 0, 512);
+    const stream = Buffer.concat([encodeRequestHeader(w), Buffer.alloc(1001, 1), encodeRequestHeader(r)]);
+    for (let i = 0; i <= stream.length; i++) {
+      const dd = new ServerFrameDecoder("options", NBD_MAX_OPTION_LENGTH, 1000);
+      dd.enterTransmission();
+      const frames = [...dd.push(stream.subarray(0, i)), ...dd.push(stream.subarray(i))];
+      expect(frames).toEqual([
+        { kind: "request", header: w, oversized: true },
+        { kind: "request", header: r },
+      ]);
+    }
+    expect(d.push(stream)).toHaveLength(2);
+  });
+
+  it("accepts a WRITE of exactly the maximum payload", () => {
+    const d = new ServerFrameDecoder("options", NBD_MAX_OPTION_LENGTH, 4096);
+    d.enterTransmission();
+    const w = request(NBD_CMD_WRITE, 1n, 0, 4096);
+    const frames = d.push(Buffer.concat([encodeRequestHeader(w), pattern(4096, 1)]));
+    expect(frames).toEqual([{ kind: "request", header: w, payload: pattern(4096, 1) }]);
+  });
+});
+
+// ---- client side -------------------------------------------------------------
+
+const readLengths = new Map<bigint, number>([
+  [1n, 4096],
+  [2n, 0],
+  [3n, 1000],
+  [4n, 0],
+  [5n, 0],
+  [6n, 0],
+  [7n, 0],
+]);
+
+const replyStream = Buffer.concat([
+  encodeSimpleReply(0, 1n),
+  pattern(4096, 1),
+  encodeSimpleReply(0, 2n),
+  encodeSimpleReply(22, 3n), // a failed READ carries no data
+  encodeOffsetDataHead(0, 4n, 100, 300),
+  pattern(300, 4),
+  encodeOffsetHole(0, 4n, 400, 200),
+  encodeErrorChunk(NBD_REPLY_FLAG_DONE, 4n, 5, "bad sector", 600),
+  encodeBlockStatus(0, 5n, 1, [
+    { length: 65536, flags: 3 },
+    { length: 4096, flags: 0 },
+  ]),
+  encodeBlockStatus(NBD_REPLY_FLAG_DONE, 5n, 2, [{ length: 69632, flags: 1 }]),
+  encodeChunkHeader({ flags: NBD_REPLY_FLAG_DONE, type: NBD_REPLY_TYPE_NONE, cookie: 6n, length: 0 }),
+  encodeErrorChunk(NBD_REPLY_FLAG_DONE, 7n, 28, "full"),
+]);
+
+function chunkFrame(b: Buffer): ReplyFrame {
+  return { kind: "chunk", flags: b.readUInt16BE(4), type: b.readUInt16BE(6), cookie: b.readBigUInt64BE(8), payload: b.subarray(20) };
+}
+
+const expectedReplies: ReplyFrame[] = [
+  { kind: "simple", error: 0, cookie: 1n, data: pattern(4096, 1) },
+  { kind: "simple", error: 0, cookie: 2n },
+  { kind: "simple", error: 22, cookie: 3n },
+  chunkFrame(Buffer.concat([encodeOffsetDataHead(0, 4n, 100, 300), pattern(300, 4)])),
+  chunkFrame(encodeOffsetHole(0, 4n, 400, 200)),
+  chunkFrame(encodeErrorChunk(NBD_REPLY_FLAG_DONE, 4n, 5, "bad sector", 600)),
+  chunkFrame(
+    encodeBlockStatus(0, 5n, 1, [
+      { length: 65536, flags: 3 },
+      { length: 4096, flags: 0 },
+    ]),
+  ),
+  chunkFrame(encodeBlockStatus(NBD_REPLY_FLAG_DONE, 5n, 2, [{ length: 69632, flags: 1 }])),
+  chunkFrame(encodeChunkHeader({ flags: NBD_REPLY_FLAG_DONE, type: NBD_REPLY_TYPE_NONE, cookie: 6n, length: 0 })),
+  chunkFrame(encodeErrorChunk(NBD_REPLY_FLAG_DONE, 7n, 28, "full")),
+];
+
+function decodeReplies(chunks: readonly Buffer[]): ReplyFrame[] {
+  const d = new ReplyDecoder((c) => readLengths.get(c));
+  return chunks.flatMap((c) => d.push(c));
+}
+
+describe("ReplyDecoder", () => {
+  it("frames simple and structured replies in one chunk", () => {
+    expect(decodeReplies([replyStream])).toEqual(expectedReplies);
+  });
+
+  it("frames identically when split at every offset", () => {
+    const want = key(expectedReplies);
+    for (let i = 0; i <= replyStream.length; i++) {
+      const got = key(decodeReplies([replyStream.subarray(0, i), replyStream.subarray(i)]));
+      if (got !== want) expect({ splitAt: i, frames: got }).toEqual({ splitAt: i, frames: want });
+    }
+  });
+
+  it("frames identically when fed one byte at a time", () => {
+    expect(key(decodeReplies([...replyStream].map((x) => Buffer.from([x]))))).toBe(key(expectedReplies));
+  });
+
+  it("frames identically at random multi-split patterns", () => {
+    fc.assert(
+      fc.property(fc.array(fc.nat({ max: replyStream.length }), { maxLength: 40 }), (cuts) => {
+        expect(key(decodeReplies(cutAt(replyStream, cuts)))).toBe(key(expectedReplies));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("rejects a bad reply magic", () => {
+    expect(() => decodeReplies([Buffer.from("0000000000000000", "hex")])).toThrow(NbdProtocolError);
+  });
+
+  it("rejects a simple reply for an unknown cookie", () => {
+    expect(() => decodeReplies([encodeSimpleReply(0, 99n)])).toThrow(NbdProtocolError);
+  });
+
+  it("rejects an oversized structured chunk from its header alone", () => {
+    const d = new ReplyDecoder(() => 0, 1024);
+    expect(() => d.push(encodeChunkHeader({ flags: 0, type: 1, cookie: 1n, length: 1025 }))).toThrow(NbdProtocolError);
+  });
+});
