@@ -1,7 +1,7 @@
 /**
  * LMDB layout of the block store's metadata (one env, four named databases).
  *
- *  cat   ["lun"|"snap"|"line"|"group", id] -> record; ["ctr"] -> Counters
+ *  cat   ["lun"|"snap"|"line"|"group", id] -> record; ["ctr", 0] -> Counters
  *  maps  [line, block, epoch] -> slot     mapping versions; slot 0 = zero/trimmed
  *  wset  [line, epoch, block] -> slot     the same entries by epoch: per-epoch write
  *                                         sets (dm-era), what makes CBT O(changes)
@@ -18,7 +18,7 @@ import { join } from "node:path";
 export type MapKey = [line: number, block: number, epoch: number];
 export type WsetKey = [line: number, epoch: number, block: number];
 export type RefKey = [blockSize: number, slot: number];
-export type CatKey = [kind: string, id?: string | number];
+export type CatKey = (string | number)[];
 
 export class MetaDb {
   readonly root: RootDatabase<unknown, CatKey>;

@@ -14,7 +14,7 @@ import { MemoryBackend } from "../nbd/backends/memory-backend.js";
 import { NbdServer } from "../nbd/server.js";
 import type { TlsMode } from "../nbd/server-options.js";
 import { SingleExportProvider } from "../nbd/single-export.js";
-import { loadPskFile } from "../nbd/tls-psk.js";
+import { loadPskFile, type PskTable } from "../nbd/tls-psk.js";
 import { formatNbdUri } from "../nbd/uri.js";
 import { parseSize } from "../size.js";
 
@@ -72,11 +72,11 @@ async function serve(file: string | undefined, o: ServeOptions): Promise<void> {
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`invalid --port ${o.port}`);
     const a = await server.listen({ host: o.host, port });
     if (!("port" in a)) throw new Error("unreachable");
-    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "tcp", host: a.host, port: a.port }, exportName: o.export, ...pskParam(o, tls) });
+    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "tcp", host: a.host, port: a.port }, exportName: o.export, ...pskParam(o, tls, psk) });
   } else {
     const path = o.unix ?? join(tmpdir(), `sanbox-nbd-${process.pid}.sock`);
     await server.listen({ unix: path });
-    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "unix", path }, exportName: o.export, ...pskParam(o, tls) });
+    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "unix", path }, exportName: o.export, ...pskParam(o, tls, psk) });
   }
   process.stdout.write(`${uri}\n`);
   log.info(`serving ${backend.description ?? "disk"} (${backend.size} bytes${backend.readOnly ? ", read-only" : ""}) at ${uri}`);
@@ -95,6 +95,9 @@ async function serve(file: string | undefined, o: ServeOptions): Promise<void> {
   log.info("stopped");
 }
 
-function pskParam(o: ServeOptions, tls: TlsMode): { tlsPskFile?: string } {
-  return tls === "require" && o.tlsPsk !== undefined ? { tlsPskFile: o.tlsPsk } : {};
+/** libnbd takes the PSK identity from the URI's user part; name the file's first identity. */
+function pskParam(o: ServeOptions, tls: TlsMode, psk: PskTable | undefined): { tlsPskFile?: string; tlsUsername?: string } {
+  if (tls !== "require" || o.tlsPsk === undefined) return {};
+  const first = psk?.keys().next().value;
+  return first !== undefined ? { tlsPskFile: o.tlsPsk, tlsUsername: first } : { tlsPskFile: o.tlsPsk };
 }

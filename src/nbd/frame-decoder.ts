@@ -36,11 +36,6 @@ export type ServerFrame =
   | { kind: "request"; header: RequestHeader; payload?: Buffer; oversized?: true };
 
 /**
- * "choosing": a GO/EXPORT_NAME option was framed and its outcome is not known yet;
- * bytes behind it (possibly pipelined requests) stay buffered until the owner calls
- * enterTransmission() or, if the export was refused, resumeOptions().
- */
-/**
  * "held": an option that may end negotiation (GO, EXPORT_NAME, STARTTLS) was
  * framed; bytes behind it stay buffered until the connection decides:
  * `enterTransmission()`, `resumeOptions()` (it was refused), or a TLS switch.

@@ -54,7 +54,9 @@ const ALLOWED_FLAGS: Record<number, number> = {
 export function validateRequest(h: RequestHeader, ctx: ValidationContext, oversized = false): Invalid | undefined {
   const allowed = ALLOWED_FLAGS[h.type];
   if (allowed === undefined) return { errno: "EINVAL", reason: `unknown command ${h.type}` };
-  if ((h.flags & ~allowed) !== 0) return { errno: "EINVAL", reason: `flags 0x${h.flags.toString(16)} not valid for this command` };
+  // proto.md: once NBD_FLAG_SEND_FUA is advertised, FUA MUST be accepted on every command (even if ignored).
+  const fua = ctx.caps.canFua ? NBD_CMD_FLAG_FUA : 0;
+  if ((h.flags & ~(allowed | fua)) !== 0) return { errno: "EINVAL", reason: `flags 0x${h.flags.toString(16)} not valid for this command` };
   const maxPayload = ctx.maxPayload ?? NBD_MAX_PAYLOAD;
   const end = h.offset + h.length;
   const inRange = Number.isSafeInteger(end) && end <= ctx.size;

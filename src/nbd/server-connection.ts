@@ -114,7 +114,6 @@ export class ServerConnection {
 
   private onData(chunk: Buffer, transient = false): void {
     if (this.state === "closed" || this.state === "tls-upgrade") return;
-    if (this.state === "draining") return; // after DISC or shutdown, input is ignored
     let frames: ServerFrame[];
     try {
       frames = this.decoder.push(chunk, transient);
@@ -127,6 +126,8 @@ export class ServerConnection {
         this.optionQueue.push(f);
       } else if (this.state === "transmission" && f.kind === "request") {
         this.dispatch(f);
+      } else if (this.state === "draining" && f.kind === "request") {
+        this.refuseWhileDraining(f);
       }
     }
     if (this.state === "handshake") void this.pumpOptions();
@@ -267,6 +268,13 @@ export class ServerConnection {
     });
   }
 
+  /** After DISC or during shutdown, a request still gets an answer: ESHUTDOWN (proto.md "Error values"). */
+  private refuseWhileDraining(f: Extract<ServerFrame, { kind: "request" }>): void {
+    if (f.payload !== undefined) this.pool.release(f.payload);
+    if (this.cmd === undefined || f.header.type === NBD_CMD_DISC) return;
+    this.sendReply(errorReply(this.cmd, f.header, "ESHUTDOWN", "server is shutting down"));
+  }
+
   private sendReply(bufs: Reply): void {
     if (this.state === "closed" || this.socket.destroyed) {
       bufs.onSent?.();
@@ -300,7 +308,10 @@ export class ServerConnection {
 
   private end(): void {
     if (this.state === "closed") return;
-    this.socket.end();
+    // Once our side is flushed, release the socket: an idle peer may never read our
+    // FIN, and net.Server.close() (graceful shutdown) would wait for it forever.
+    const s = this.socket;
+    s.end(() => s.destroy());
     this.onClose();
   }
 

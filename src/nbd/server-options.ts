@@ -7,7 +7,7 @@
  * TLS policy (nbdkit's --tls): "off" refuses STARTTLS; "on" allows it; "require"
  * answers every option but STARTTLS/ABORT with ERR_TLS_REQD until TLS is up.
  */
-import { NotFoundError, PermissionDeniedError, SanboxError, UnauthenticatedError, errorMessage } from "../errors.js";
+import { NbdProtocolError, NotFoundError, PermissionDeniedError, SanboxError, UnauthenticatedError, errorMessage } from "../errors.js";
 import type { ExportProvider, NbdBackend, SessionInfo } from "./backend.js";
 import {
   NBD_FLAG_CAN_MULTI_CONN,
@@ -104,6 +104,18 @@ function errorReplyType(e: unknown): number {
 }
 
 export async function handleOption(ctx: OptionContext, option: number, data: Buffer): Promise<OptionOutcome> {
+  try {
+    return await handleOptionUnchecked(ctx, option, data);
+  } catch (e: unknown) {
+    // The option was framed correctly; only its payload is malformed, so the
+    // spec's answer is NBD_REP_ERR_INVALID, and negotiation goes on.
+    if (!(e instanceof NbdProtocolError) || option === NBD_OPT_EXPORT_NAME) throw e;
+    ctx.send(encodeOptionReply(option, NBD_REP_ERR_INVALID, Buffer.from(e.message, "utf8")));
+    return { next: "continue" };
+  }
+}
+
+async function handleOptionUnchecked(ctx: OptionContext, option: number, data: Buffer): Promise<OptionOutcome> {
   const reply = (type: number, payload?: Buffer): void => ctx.send(encodeOptionReply(option, type, payload));
   const fail = (type: number, message: string): OptionOutcome => {
     reply(type, Buffer.from(message, "utf8"));

@@ -16,8 +16,8 @@ export type NbdshCommand =
   | { op: "pwrite"; off: number; hex: string; flags?: number }
   | { op: "trim"; off: number; len: number; flags?: number }
   | { op: "zero"; off: number; len: number; flags?: number }
-  | { op: "cache"; off: number; len: number }
-  | { op: "flush" }
+  | { op: "cache"; off: number; len: number; flags?: number }
+  | { op: "flush"; flags?: number }
   | { op: "block_status"; off: number; len: number; flags?: number }
   | { op: "info" };
 
@@ -57,9 +57,9 @@ for line in sys.stdin:
         elif op == "zero":
             h.zero(c["len"], c["off"], fl)
         elif op == "cache":
-            h.cache(c["len"], c["off"])
+            h.cache(c["len"], c["off"], fl)
         elif op == "flush":
-            h.flush()
+            h.flush(fl)
         elif op == "block_status":
             got = {}
             def cb(ctx, off, entries, err):
@@ -79,13 +79,16 @@ for line in sys.stdin:
     print(json.dumps(r), flush=True)
 `;
 
+const EXEC_OPTIONS = { env: TOOL_ENV, stdin: "pipe", stdout: "pipe", stderr: "pipe", buffer: false, reject: false } as const;
+type NbdshProcess = ResultPromise<typeof EXEC_OPTIONS>;
+
 export class NbdshSession {
   private readonly waiters: ((line: string) => void)[] = [];
   private readonly lines: string[] = [];
   private exited = false;
   private stderr = "";
 
-  private constructor(private readonly proc: ResultPromise<{ stdin: "pipe"; stdout: "pipe"; stderr: "pipe"; buffer: false; reject: false }>) {
+  private constructor(private readonly proc: NbdshProcess) {
     const rl = createInterface({ input: proc.stdout });
     rl.on("line", (l) => {
       const w = this.waiters.shift();
@@ -103,14 +106,7 @@ export class NbdshSession {
   static async open(uri: string, opts: { metaContexts?: readonly string[] } = {}): Promise<NbdshSession> {
     const bin = requireTool("nbdsh");
     const script = `URI = ${JSON.stringify(uri)}\nCTXS = ${JSON.stringify(JSON.stringify(opts.metaContexts ?? ["base:allocation"]))}\n${SCRIPT}`;
-    const proc = execa(bin, ["-c", script], {
-      env: TOOL_ENV,
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: "pipe",
-      buffer: false,
-      reject: false,
-    });
+    const proc = execa(bin, ["-c", script], EXEC_OPTIONS);
     const s = new NbdshSession(proc);
     const first = JSON.parse(await s.nextLine()) as NbdshReply;
     if (!first.ok) throw new Error(`nbdsh could not connect to ${uri}: ${first.message ?? ""}`);

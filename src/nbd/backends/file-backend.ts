@@ -13,7 +13,8 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { execa } from "execa";
 import { InvalidArgumentError, IoError, NoSpaceError, UnsupportedError, errorMessage } from "../../errors.js";
-import type { NbdBackend, StatusExtent } from "../backend.js";
+import type { NbdBackend, ReadPiece, StatusExtent } from "../backend.js";
+import { BufferPool } from "../buffer-pool.js";
 import { NBD_META_BASE_ALLOCATION } from "../constants.js";
 
 const ZERO_CHUNK = Buffer.alloc(1024 * 1024);
@@ -28,6 +29,7 @@ export class FileBackend implements NbdBackend {
   readonly canMultiConn = true;
   readonly description: string;
   private punchWorks = true;
+  private readonly readBuffers = new BufferPool();
 
   private constructor(
     private readonly fh: FileHandle,
@@ -66,7 +68,23 @@ export class FileBackend implements NbdBackend {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
+    return this.readInto(Buffer.allocUnsafe(length), offset);
+  }
+
+  /** Reads into pooled buffers, released once the server has sent them. */
+  async readSparse(offset: number, length: number): Promise<ReadPiece[]> {
+    const buf = this.readBuffers.get(length);
+    try {
+      await this.readInto(buf, offset);
+    } catch (e: unknown) {
+      this.readBuffers.release(buf);
+      throw e;
+    }
+    return [{ offset, data: buf, release: () => this.readBuffers.release(buf) }];
+  }
+
+  private async readInto(buf: Buffer, offset: number): Promise<Buffer> {
+    const length = buf.length;
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.io(() => this.fh.read(buf, done, length - done, offset + done));

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemoryBackend } from "../../../src/nbd/backends/memory-backend.js";
 import {
+  NBD_CMD_FLAG_DF,
   NBD_CMD_FLAG_FAST_ZERO,
   NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE,
@@ -14,6 +15,7 @@ import {
 } from "../../../src/nbd/constants.js";
 import { startServer, type RunningServer } from "../../support/nbd-server.js";
 import { NbdshSession } from "../../support/nbdsh-session.js";
+import { tool } from "../../support/tools.js";
 
 const SIZE = 4 * 1024 * 1024;
 const PAGE = 64 * 1024;
@@ -65,6 +67,19 @@ describe("our server, driven by nbdsh", () => {
   it("flush and cache succeed", async () => {
     await h.ok({ op: "flush" });
     await h.ok({ op: "cache", off: 0, len: SIZE });
+  });
+
+  it("accepts FUA on every command, as proto.md requires once SEND_FUA is advertised", async () => {
+    await h.ok({ op: "flush", flags: NBD_CMD_FLAG_FUA });
+    await h.ok({ op: "cache", off: 0, len: 4096, flags: NBD_CMD_FLAG_FUA });
+    await h.ok({ op: "pread", off: 0, len: 16, flags: NBD_CMD_FLAG_FUA });
+    expect(await extents(0, PAGE, NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE)).toHaveLength(2);
+  });
+
+  it("reads with DF (one content chunk) across data and holes", async () => {
+    await h.ok({ op: "pwrite", off: 20 * PAGE, hex: fill(100, 0x55) });
+    const r = await h.ok({ op: "pread", off: 20 * PAGE - 50, len: PAGE, flags: NBD_CMD_FLAG_DF });
+    expect(r.hex).toBe(`${zeros(50)}${fill(100, 0x55)}${zeros(PAGE - 150)}`);
   });
 
   it("trim turns whole pages back into holes and reads as zeros", async () => {
@@ -130,6 +145,74 @@ describe("our server, driven by nbdsh", () => {
   it("block status beyond the end fails with EINVAL, and the handle lives on", async () => {
     expect(await h.run({ op: "block_status", off: SIZE, len: 512 })).toMatchObject({ ok: false, errno: "EINVAL" });
     expect(await extents(0, 512)).toHaveLength(2);
+  });
+});
+
+describe("multi-conn: two libnbd handles on one export", () => {
+  it("a write acknowledged on one connection is visible on the other", async () => {
+    const s = await startServer({ size: SIZE });
+    const a = await NbdshSession.open(s.uri);
+    const b = await NbdshSession.open(s.uri);
+    try {
+      for (let i = 0; i < 20; i++) {
+        const hex = fill(513, i);
+        await (i % 2 ? a : b).ok({ op: "pwrite", off: i * 1000, hex });
+        expect((await (i % 2 ? b : a).ok({ op: "pread", off: i * 1000, len: 513 })).hex).toBe(hex);
+      }
+      await a.ok({ op: "trim", off: 0, len: PAGE });
+      expect((await b.ok({ op: "pread", off: 0, len: 16 })).hex).toBe(zeros(16));
+    } finally {
+      await a.close();
+      await b.close();
+      await s.stop();
+    }
+  });
+});
+
+describe("meta context negotiation, driven by nbdsh in option mode", () => {
+  it("lists, filters and selects base:allocation", async () => {
+    const s = await startServer({ size: SIZE, exportName: "e" });
+    try {
+      const script = `
+import json
+h.set_opt_mode(True)
+h.connect_uri(${JSON.stringify(s.uri)})
+out = {}
+def lst(key):
+    got = []
+    def cb(name):
+        got.append(name)
+        return 0
+    h.opt_list_meta_context(cb)
+    out[key] = got
+lst("all")
+h.add_meta_context("base:")
+lst("namespace")
+h.clear_meta_contexts()
+h.add_meta_context("nope:x")
+lst("unknown")
+h.set_export_name("other")
+h.clear_meta_contexts()
+h.add_meta_context("base:allocation")
+try:
+    lst("other-export")
+except nbd.Error as e:
+    out["other-export"] = e.errno
+h.set_export_name("e")
+h.opt_go()
+out["selected"] = h.can_meta_context("base:allocation")
+print(json.dumps(out))
+`;
+      const { stdout } = await tool("nbdsh", ["-c", script]);
+      const out = JSON.parse(stdout) as Record<string, unknown>;
+      expect(out.all).toEqual(["base:allocation"]);
+      expect(out.namespace).toEqual(["base:allocation"]);
+      expect(out.unknown).toEqual([]);
+      expect(out["other-export"]).toMatch(/^E[A-Z]+$/); // an errno: this server has no export "other"
+      expect(out.selected).toBe(true);
+    } finally {
+      await s.stop();
+    }
   });
 });
 

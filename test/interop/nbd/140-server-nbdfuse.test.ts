@@ -11,13 +11,14 @@ import { mkdirSync } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { execa } from "execa";
+import { execa, type ResultPromise } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer, type RunningServer } from "../../support/nbd-server.js";
 import { requireTool, tempDir, tool, TOOL_ENV } from "../../support/tools.js";
 
 const MiB = 1024 * 1024;
 const SIZE = 8 * MiB;
+const FUSE_OPTIONS = { env: TOOL_ENV, reject: false, stdin: "ignore" } as const;
 
 async function waitFor(cond: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -33,7 +34,7 @@ describe("nbdfuse mount of our export", () => {
   let dir: string;
   let cleanup: () => void;
   let mnt: string;
-  let fuse: ReturnType<typeof execa> | undefined;
+  let fuse: ResultPromise<typeof FUSE_OPTIONS> | undefined;
   let mounted = false;
 
   beforeAll(async () => {
@@ -42,7 +43,7 @@ describe("nbdfuse mount of our export", () => {
     mnt = join(dir, "mnt");
     mkdirSync(mnt);
     s = await startServer({ size: SIZE });
-    fuse = execa(requireTool("nbdfuse"), [mnt, s.uri], { env: TOOL_ENV, reject: false, stdin: "ignore" });
+    fuse = execa(requireTool("nbdfuse"), [mnt, s.uri], FUSE_OPTIONS);
     const file = join(mnt, "nbd");
     await waitFor(async () => {
       if (fuse?.exitCode !== null && fuse?.exitCode !== undefined) throw new Error(`nbdfuse exited early: ${String(fuse.exitCode)}`);

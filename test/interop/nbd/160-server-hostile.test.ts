@@ -11,10 +11,12 @@ import {
   NBD_CMD_WRITE,
   NBD_FLAG_C_FIXED_NEWSTYLE,
   NBD_FLAG_C_NO_ZEROES,
+  NBD_OPT_EXPORT_NAME,
   NBD_OPT_GO,
   NBD_OPT_LIST,
   NBD_REP_ACK,
   NBD_REP_ERR_UNKNOWN,
+  NBD_REP_ERR_INVALID,
   NBD_REP_ERR_UNSUP,
   NBD_REP_INFO,
   NBD_REP_SERVER,
@@ -22,6 +24,7 @@ import {
 } from "../../../src/nbd/constants.js";
 import {
   GREETING_LENGTH,
+  decodeExportNameReply,
   decodeGreeting,
   decodeOptionReplyHeader,
   decodeServerReply,
@@ -30,6 +33,7 @@ import {
   encodeOption,
 } from "../../../src/nbd/handshake-codec.js";
 import { encodeRequestHeader } from "../../../src/nbd/transmission-codec.js";
+import { MemoryBackend } from "../../../src/nbd/backends/memory-backend.js";
 import { startServer, type RunningServer } from "../../support/nbd-server.js";
 import { NbdshSession } from "../../support/nbdsh-session.js";
 import { tool } from "../../support/tools.js";
@@ -92,6 +96,15 @@ class Raw {
 
   destroy(): void {
     this.sock.destroy();
+  }
+
+  /** Stop reading, so the kernel buffers fill and the server sees backpressure. */
+  pause(): void {
+    this.sock.pause();
+  }
+
+  resume(): void {
+    this.sock.resume();
   }
 
   end(): void {
@@ -225,6 +238,21 @@ describe("hostile clients", () => {
     await c.closed;
   });
 
+  it("a GO whose payload is malformed gets NBD_REP_ERR_INVALID and negotiation goes on", async () => {
+    const c = await Raw.open(s.socket);
+    await c.handshake();
+    // Name length claims 100 bytes but only 3 follow: framed correctly, payload malformed.
+    const bad = Buffer.alloc(7);
+    bad.writeUInt32BE(100, 0);
+    bad.write("abc", 4);
+    c.write(encodeOption(NBD_OPT_GO, bad));
+    expect((await c.optionReplies()).map((r) => r.type)).toEqual([NBD_REP_ERR_INVALID]);
+    c.write(encodeOption(NBD_OPT_GO, encodeInfoRequest({ name: EXPORT, infos: [] })));
+    expect((await c.optionReplies()).map((r) => r.type)).toEqual([NBD_REP_INFO, NBD_REP_ACK]);
+    c.end();
+    await c.closed;
+  });
+
   it("options pipelined behind a refused GO are still answered", async () => {
     const c = await Raw.open(s.socket);
     await c.handshake();
@@ -250,6 +278,30 @@ describe("hostile clients", () => {
     expect(await c.read(16)).toHaveLength(16);
     c.end();
     await c.closed;
+  });
+
+  it.each([
+    ["with NO_ZEROES", NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES, 10],
+    ["without NO_ZEROES", NBD_FLAG_C_FIXED_NEWSTYLE, 134],
+  ])("NBD_OPT_EXPORT_NAME (the pre-GO way in) %s", async (_name, flags, replyLength) => {
+    const c = await Raw.open(s.socket);
+    await c.handshake(flags);
+    c.write(encodeOption(NBD_OPT_EXPORT_NAME, Buffer.from(EXPORT)));
+    const reply = await c.read(replyLength);
+    expect(decodeExportNameReply(reply)).toMatchObject({ size: SIZE });
+    expect(reply.subarray(10).equals(Buffer.alloc(replyLength - 10))).toBe(true);
+    c.write(req(NBD_CMD_READ, 3n, 0, 8));
+    expect(await c.simpleReply()).toEqual({ error: 0, cookie: 3n });
+    await c.read(8);
+    c.end();
+    await c.closed;
+  });
+
+  it("NBD_OPT_EXPORT_NAME for an unknown export: the server can only hang up", async () => {
+    const c = await Raw.open(s.socket);
+    await c.handshake();
+    c.write(encodeOption(NBD_OPT_EXPORT_NAME, Buffer.from("nope")));
+    expect(await c.hangsUp()).toBe(true);
   });
 
   it("an unknown command gets EINVAL and the connection lives on", async () => {
@@ -309,6 +361,29 @@ describe("hostile clients", () => {
     expect((await s.backend.read(SIZE - 65536, 65536)).equals(before)).toBe(true);
   });
 
+  it("a client that pipelines many reads and is slow to take the replies still gets every reply", async () => {
+    const c = await Raw.open(s.socket);
+    await c.go();
+    const n = 300;
+    const len = 64 * 1024;
+    const reqs: Buffer[] = [];
+    for (let i = 0; i < n; i++) reqs.push(req(NBD_CMD_READ, BigInt(1000 + i), (i % 64) * len, len));
+    c.pause();
+    c.write(Buffer.concat(reqs));
+    await sleep(300);
+    c.resume();
+    const seen = new Set<bigint>();
+    for (let i = 0; i < n; i++) {
+      const r = await c.simpleReply();
+      expect(r.error).toBe(0);
+      seen.add(r.cookie);
+      await c.read(len);
+    }
+    expect(seen.size).toBe(n);
+    c.end();
+    await c.closed;
+  });
+
   it("a client that disconnects with many requests in flight", async () => {
     const c = await Raw.open(s.socket);
     await c.go();
@@ -318,5 +393,59 @@ describe("hostile clients", () => {
     await sleep(5);
     c.destroy();
     await c.closed;
+  });
+});
+
+describe("graceful shutdown", () => {
+  /** A memory disk whose reads take a while, so requests are still in flight at close(). */
+  class SlowBackend extends MemoryBackend {
+    started = 0;
+    override async read(offset: number, length: number): Promise<Buffer> {
+      this.started++;
+      await sleep(200);
+      return super.read(offset, length);
+    }
+  }
+
+  it("answers every request already in flight, then closes", async () => {
+    const backend = new SlowBackend(SIZE);
+    const s = await startServer({ backend, exportName: EXPORT });
+    const c = await Raw.open(s.socket);
+    await c.go();
+    const n = 20;
+    for (let i = 0; i < n; i++) c.write(req(NBD_CMD_READ, BigInt(i), i * 4096, 4096));
+    while (backend.started < n) await sleep(5); // all dispatched to the backend
+    const closing = s.stop();
+    const seen = new Set<bigint>();
+    for (let i = 0; i < n; i++) {
+      const r = await c.simpleReply();
+      expect(r.error).toBe(0);
+      seen.add(r.cookie);
+      await c.read(4096);
+    }
+    expect(seen.size).toBe(n);
+    expect(await c.hangsUp()).toBe(true);
+    await closing;
+  });
+
+  it("a request that arrives while draining gets ESHUTDOWN", async () => {
+    const backend = new SlowBackend(SIZE);
+    const s = await startServer({ backend, exportName: EXPORT });
+    const c = await Raw.open(s.socket);
+    await c.go();
+    c.write(req(NBD_CMD_READ, 1n, 0, 4096));
+    while (backend.started < 1) await sleep(5);
+    const closing = s.stop();
+    c.write(req(NBD_CMD_READ, 2n, 4096, 4096));
+    const replies = new Map<bigint, number>();
+    for (let i = 0; i < 2; i++) {
+      const r = await c.simpleReply();
+      replies.set(r.cookie, r.error);
+      if (r.error === 0) await c.read(4096);
+    }
+    expect(replies.get(1n)).toBe(0);
+    expect(replies.get(2n)).toBe(108); // ESHUTDOWN
+    expect(await c.hangsUp()).toBe(true);
+    await closing;
   });
 });

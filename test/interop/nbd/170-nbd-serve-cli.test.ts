@@ -15,7 +15,8 @@ import { tempDir, tool } from "../../support/tools.js";
 const CLI = resolve("dist/src/cli/main.js");
 const MiB = 1024 * 1024;
 
-type Serve = ResultPromise<{ reject: false; buffer: { stdout: false; stderr: true }; env: Record<string, string> }>;
+const SERVE_OPTIONS = { reject: false, buffer: { stdout: false, stderr: true }, env: { SANBOX_LOG: "warn" } } as const;
+type Serve = ResultPromise<typeof SERVE_OPTIONS>;
 
 async function firstLine(p: Serve, ms = 15_000): Promise<string> {
   const rl = createInterface({ input: p.stdout });
@@ -48,11 +49,7 @@ describe("sanbox nbd serve", () => {
   });
 
   const serve = (args: string[]): Serve => {
-    const p = execa("node", [CLI, "nbd", "serve", ...args], {
-      reject: false,
-      buffer: { stdout: false, stderr: true },
-      env: { SANBOX_LOG: "warn" },
-    });
+    const p = execa("node", [CLI, "nbd", "serve", ...args], SERVE_OPTIONS);
     running.push(p);
     return p;
   };

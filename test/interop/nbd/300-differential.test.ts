@@ -10,7 +10,7 @@
  * `fc.assert(..., { seed, path })`.
  */
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE, NBD_STATE_HOLE, NBD_STATE_ZERO } from "../../../src/nbd/constants.js";
 import { Nbdkit } from "../../../src/nbdkit/nbdkit.js";
 import { startServer, type RunningServer } from "../../support/nbd-server.js";

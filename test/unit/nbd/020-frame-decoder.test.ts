@@ -24,6 +24,7 @@ import {
   NBD_REPLY_FLAG_DONE,
   NBD_REPLY_TYPE_NONE,
 } from "../../../src/nbd/constants.js";
+import { BufferPool } from "../../../src/nbd/buffer-pool.js";
 import { ReplyDecoder, ServerFrameDecoder, type ReplyFrame, type ServerFrame } from "../../../src/nbd/frame-decoder.js";
 import { encodeClientFlags, encodeInfoRequest, encodeMetaContextRequest, encodeOption } from "../../../src/nbd/handshake-codec.js";
 import {
@@ -103,8 +104,9 @@ function decodeServer(chunks: readonly Buffer[], d = new ServerFrameDecoder()): 
 function key(frames: readonly (ServerFrame | ReplyFrame)[]): string {
   return JSON.stringify(frames, (_k, v: unknown) => {
     if (typeof v === "bigint") return `${v}n`;
-    if (typeof v === "object" && v !== null && "type" in v && (v as { type: unknown }).type === "Buffer" && "data" in v) {
-      return Buffer.from((v as { data: number[] }).data).toString("hex");
+    // Buffer.toJSON() has already run: a Buffer arrives as { type: "Buffer", data: number[] }.
+    if (typeof v === "object" && v !== null && "type" in v && v.type === "Buffer" && "data" in v && Array.isArray(v.data)) {
+      return Buffer.from(v.data as number[]).toString("hex");
     }
     return v;
   });
@@ -146,6 +148,68 @@ describe("ServerFrameDecoder", () => {
         expect(key(decodeServer(cutAt(serverStream, cuts)))).toBe(key(expectedServerFrames));
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it("frames identically from a reused read buffer (transient chunks), scribbled after every push", () => {
+    const scratch = Buffer.alloc(serverStream.length);
+    const feed = (cuts: readonly number[]): string => {
+      const d = new ServerFrameDecoder("client-flags", undefined, undefined, new BufferPool());
+      const frames: ServerFrame[] = [];
+      const take = (fs: ServerFrame[]): void => {
+        for (const f of fs) {
+          frames.push(f);
+          if (f.kind === "option" && f.option === NBD_OPT_GO) {
+            d.enterTransmission();
+            take(d.push(Buffer.alloc(0), true));
+          }
+        }
+      };
+      for (const c of cutAt(serverStream, cuts)) {
+        c.copy(scratch);
+        take(d.push(scratch.subarray(0, c.length), true));
+        scratch.fill(0xa5); // the socket reuses its buffer for the next read
+      }
+      return key(frames);
+    };
+    const want = key(expectedServerFrames);
+    for (let i = 0; i <= serverStream.length; i += 7) {
+      const got = feed([i]);
+      if (got !== want) expect({ splitAt: i, frames: got }).toEqual({ splitAt: i, frames: want });
+    }
+    fc.assert(
+      fc.property(fc.array(fc.nat({ max: serverStream.length }), { maxLength: 40 }), (cuts) => {
+        expect(feed(cuts)).toBe(want);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("assembles pooled (>= 64 KiB) WRITE payloads from transient chunks", () => {
+    const big = pattern(70_000, 9);
+    const w = request(NBD_CMD_WRITE, 1n, 0, big.length);
+    const r = request(NBD_CMD_READ, 2n, 0, 512);
+    const stream = Buffer.concat([encodeRequestHeader(w), big, encodeRequestHeader(r), encodeRequestHeader(w), big]);
+    const scratch = Buffer.alloc(stream.length);
+    fc.assert(
+      fc.property(fc.array(fc.nat({ max: stream.length }), { maxLength: 12 }), (cuts) => {
+        const d = new ServerFrameDecoder("options", undefined, undefined, new BufferPool());
+        d.enterTransmission();
+        const frames: ServerFrame[] = [];
+        for (const c of cutAt(stream, cuts)) {
+          c.copy(scratch);
+          frames.push(...d.push(scratch.subarray(0, c.length), true));
+          scratch.fill(0x5a);
+        }
+        expect(key(frames)).toBe(
+          key([
+            { kind: "request", header: w, payload: big },
+            { kind: "request", header: r },
+            { kind: "request", header: w, payload: big },
+          ]),
+        );
+      }),
+      { numRuns: 100 },
     );
   });
 

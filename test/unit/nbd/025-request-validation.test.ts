@@ -87,6 +87,12 @@ const table: Row[] = [
   ["flush", req(NBD_CMD_FLUSH, 0, 0), ctx(), undefined],
   ["flush unsupported", req(NBD_CMD_FLUSH, 0, 0), ctx({}, { canFlush: false }), "EINVAL"],
   ["flush on a read-only export", req(NBD_CMD_FLUSH, 0, 0), ctx({}, { readOnly: true }), undefined],
+  // proto.md: with NBD_FLAG_SEND_FUA, FUA MUST be accepted on every command.
+  ["flush with FUA", req(NBD_CMD_FLUSH, 0, 0, NBD_CMD_FLAG_FUA), ctx(), undefined],
+  ["read with FUA", req(NBD_CMD_READ, 0, 512, NBD_CMD_FLAG_FUA), ctx(), undefined],
+  ["cache with FUA", req(NBD_CMD_CACHE, 0, 512, NBD_CMD_FLAG_FUA), ctx(), undefined],
+  ["block status with FUA", req(NBD_CMD_BLOCK_STATUS, 0, 512, NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE), ctx(), undefined],
+  ["flush with FUA when FUA is not advertised", req(NBD_CMD_FLUSH, 0, 0, NBD_CMD_FLAG_FUA), ctx({}, { canFua: false }), "EINVAL"],
   // CACHE
   ["cache in range", req(NBD_CMD_CACHE, 0, SIZE), ctx(), undefined],
   ["cache past the end", req(NBD_CMD_CACHE, 0, SIZE + 1), ctx(), "EINVAL"],
@@ -98,7 +104,7 @@ const table: Row[] = [
   ["block status without a meta context", req(NBD_CMD_BLOCK_STATUS, 0, 512), ctx({ metaContextCount: 0 }), "EINVAL"],
   ["block status past the end", req(NBD_CMD_BLOCK_STATUS, SIZE - 1, 2), ctx(), "EINVAL"],
   ["zero-length block status", req(NBD_CMD_BLOCK_STATUS, 0, 0), ctx(), "EINVAL"],
-  ["block status with FUA", req(NBD_CMD_BLOCK_STATUS, 0, 512, NBD_CMD_FLAG_FUA), ctx(), "EINVAL"],
+  ["block status with DF", req(NBD_CMD_BLOCK_STATUS, 0, 512, NBD_CMD_FLAG_DF), ctx(), "EINVAL"],
   // others
   ["disconnect", req(NBD_CMD_DISC, 0, 0), ctx(), undefined],
   ["unknown command 8", req(8, 0, 512), ctx(), "EINVAL"],

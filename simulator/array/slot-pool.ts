@@ -1,0 +1,181 @@
+/**
+ * Data slots: one file per block size (`blocks-<size>.dat`), slot n (n >= 1) at
+ * byte offset (n - 1) * blockSize. Slot 0 is never stored: it means "zero".
+ *
+ * Crash-safety rule (bbolt's freelist rule): a slot freed by a metadata change
+ * goes to `pending` and only becomes allocatable after (a) that change has been
+ * synced to disk and (b) every I/O that started before the free has finished (a
+ * read may still be copying the old contents). Otherwise a crash could leave old
+ * metadata pointing at a slot already overwritten with someone else's data.
+ *
+ * The free list is not persisted: on open it is rebuilt from the mappings
+ * (slots up to the highest referenced one, minus those referenced).
+ */
+import { open as fsOpen, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import { NoSpaceError } from "../../src/errors.js";
+
+interface Pending {
+  slot: number;
+  /** I/O sequence number at the time of the free. */
+  seq: number;
+}
+
+export class SlotFile {
+  readonly blockSize: number;
+  readonly fh: FileHandle;
+  hwm = 0;
+  free: number[] = [];
+  pending: Pending[] = [];
+  dirty = false;
+
+  constructor(blockSize: number, fh: FileHandle) {
+    this.blockSize = blockSize;
+    this.fh = fh;
+  }
+
+  position(slot: number): number {
+    return (slot - 1) * this.blockSize;
+  }
+
+  async write(slot: number, data: Uint8Array, within = 0): Promise<void> {
+    this.dirty = true;
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.fh.write(data, done, data.length - done, this.position(slot) + within + done);
+      done += bytesWritten;
+    }
+  }
+
+  async read(slot: number, into: Uint8Array, within: number): Promise<void> {
+    let done = 0;
+    while (done < into.length) {
+      const { bytesRead } = await this.fh.read(into, done, into.length - done, this.position(slot) + within + done);
+      if (bytesRead === 0) {
+        into.fill(0, done); // sparse tail of the file reads as zeros
+        return;
+      }
+      done += bytesRead;
+    }
+  }
+}
+
+export class SlotPool {
+  private readonly files = new Map<number, SlotFile>();
+  private readonly dir: string;
+  capacityBytes: number | null;
+  private reservedBytes = 0;
+
+  constructor(dir: string, capacityBytes: number | null) {
+    this.dir = dir;
+    this.capacityBytes = capacityBytes;
+  }
+
+  /** Opens (creating if needed) the slot file for a block size. Called only under the management lock. */
+  async file(blockSize: number): Promise<SlotFile> {
+    let f = this.files.get(blockSize);
+    if (!f) {
+      const path = join(this.dir, `blocks-${blockSize}.dat`);
+      await (await fsOpen(path, "a")).close(); // create; "a" itself would ignore write positions
+      f = new SlotFile(blockSize, await fsOpen(path, "r+"));
+      this.files.set(blockSize, f);
+    }
+    return f;
+  }
+
+  /** Synchronous access for files already opened (every file is opened before use). */
+  fileSync(blockSize: number): SlotFile {
+    const f = this.files.get(blockSize);
+    if (!f) throw new Error(`slot file for block size ${blockSize} not open`);
+    return f;
+  }
+
+  /** Rebuilds hwm and the free list from the set of referenced slots. */
+  rebuild(blockSize: number, referenced: Set<number>): void {
+    const f = this.fileSync(blockSize);
+    let hwm = 0;
+    for (const s of referenced) hwm = Math.max(hwm, s);
+    f.hwm = hwm;
+    f.free = [];
+    f.pending = [];
+    for (let s = hwm; s >= 1; s--) if (!referenced.has(s)) f.free.push(s);
+  }
+
+  usedBytes(): number {
+    let used = 0;
+    for (const f of this.files.values()) used += (f.hwm - f.free.length) * f.blockSize;
+    return used;
+  }
+
+  /** Slots that are neither free nor pending, per file (for the checker). */
+  snapshotState(): { blockSize: number; hwm: number; free: number[]; pending: number[] }[] {
+    return [...this.files.values()].map((f) => ({ blockSize: f.blockSize, hwm: f.hwm, free: [...f.free], pending: f.pending.map((p) => p.slot) }));
+  }
+
+  /**
+   * Allocates `count` slots atomically: either all or NoSpaceError with nothing taken.
+   * Reusing a free slot costs no new space; growing the file must fit the capacity.
+   */
+  allocate(blockSize: number, count: number): number[] {
+    if (count === 0) return [];
+    const f = this.fileSync(blockSize);
+    const fromFree = Math.min(count, f.free.length);
+    const grow = count - fromFree;
+    if (this.capacityBytes !== null && grow > 0 && this.usedBytes() + this.reservedBytes + grow * blockSize > this.capacityBytes) {
+      throw new NoSpaceError(`pool is full: ${this.usedBytes()} of ${this.capacityBytes} bytes used, ${grow * blockSize} more needed`);
+    }
+    const out: number[] = [];
+    // Lowest free slots first keeps sequential writes sequential.
+    for (let i = 0; i < fromFree; i++) out.push(f.free.pop() as number);
+    for (let i = 0; i < grow; i++) out.push(++f.hwm);
+    return out;
+  }
+
+  /** Returns never-referenced slots (a write that failed before its metadata commit). */
+  unallocate(blockSize: number, slots: readonly number[]): void {
+    const f = this.fileSync(blockSize);
+    for (const s of slots) f.free.push(s);
+    f.free.sort((a, b) => b - a);
+  }
+
+  /** A metadata change (already committed) dropped the last reference to `slot`. */
+  release(blockSize: number, slot: number, seq: number): void {
+    this.fileSync(blockSize).pending.push({ slot, seq });
+  }
+
+  /** Which pending slots a sync starting now will cover. */
+  pendingMarks(): Map<number, number> {
+    const m = new Map<number, number>();
+    for (const f of this.files.values()) m.set(f.blockSize, f.pending.length);
+    return m;
+  }
+
+  /** After a sync: frees pending slots covered by it whose readers are gone. */
+  reclaim(marks: Map<number, number>, minActiveSeq: number): void {
+    for (const f of this.files.values()) {
+      const n = marks.get(f.blockSize) ?? 0;
+      const keep: Pending[] = [];
+      f.pending.forEach((p, i) => {
+        if (i < n && p.seq <= minActiveSeq) f.free.push(p.slot);
+        else keep.push(p);
+      });
+      f.pending = keep;
+      f.free.sort((a, b) => b - a);
+    }
+  }
+
+  async syncData(): Promise<void> {
+    await Promise.all(
+      [...this.files.values()].map(async (f) => {
+        if (!f.dirty) return;
+        f.dirty = false;
+        await f.fh.datasync();
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    for (const f of this.files.values()) await f.fh.close();
+    this.files.clear();
+  }
+}

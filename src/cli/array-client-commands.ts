@@ -1,0 +1,464 @@
+/**
+ * The array's client commands: `sanbox lun|host|snap|diff|revert|clone|export|pool`
+ * and `sanbox array info`. Each is one ArrayService call (or a few to resolve
+ * names) through the typed client in src/rpc. The endpoint is --endpoint, else
+ * $SANBOX_ENDPOINT, else the local daemon's socket; $SANBOX_TOKEN is sent as a
+ * bearer token. Human tables by default, `--json` for machine output; errors are
+ * one line `sanbox: REASON: message` with a non-zero exit (src/cli/run.ts).
+ *
+ * Arguments name LUNs and snapshots by name or by id.
+ */
+import { randomBytes } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
+import { Command } from "commander";
+import { InvalidArgumentError, NotFoundError, SanboxError } from "../errors.js";
+import { parsePskFile } from "../nbd/tls-psk.js";
+import { connectArray, collect, type ArrayClient } from "../rpc/array-client.js";
+import type { Decoded } from "../rpc/methods.js";
+import { v1 } from "../rpc/proto.js";
+import { formatSize, parseSize } from "../size.js";
+import { defaultEndpoint } from "./array-paths.js";
+import { formatTable } from "./table.js";
+
+interface Common {
+  endpoint?: string;
+  json?: boolean;
+}
+
+function withCommon(cmd: Command): Command {
+  return cmd.option("--endpoint <endpoint>", "array control endpoint: unix:PATH or HOST:PORT (default: $SANBOX_ENDPOINT or the local daemon)").option("--json", "machine-readable output");
+}
+
+function client(o: Common): ArrayClient {
+  const token = process.env.SANBOX_TOKEN;
+  return connectArray({ endpoint: o.endpoint ?? defaultEndpoint(), ...(token !== undefined && token !== "" ? { token } : {}) });
+}
+
+/** Runs `fn` with a client and closes it afterwards. */
+async function using<T>(o: Common, fn: (c: ArrayClient) => Promise<T>): Promise<T> {
+  const c = client(o);
+  try {
+    return await fn(c);
+  } finally {
+    c.close();
+  }
+}
+
+function print(o: Common, data: unknown, human: () => string): void {
+  process.stdout.write(o.json === true ? `${JSON.stringify(data, null, 2)}\n` : human());
+}
+
+function isCode(e: unknown, code: string): boolean {
+  return e instanceof SanboxError && e.code === code;
+}
+
+type Lun = Decoded<v1.ILun>;
+type Snapshot = Decoded<v1.ISnapshot>;
+type Host = Decoded<v1.IHost>;
+
+interface ToObject<T> {
+  toObject(m: T, o: { defaults: boolean; arrays: boolean; enums: StringConstructor }): Record<string, unknown>;
+}
+/** JSON output: every field, enums by name. The value is the codec's own decoded message. */
+function plain<T>(codec: ToObject<T>, m: object): Record<string, unknown> {
+  return codec.toObject(m as T, { defaults: true, arrays: true, enums: String });
+}
+
+// ------------------------------------------------------------------ resolution
+
+export async function resolveLun(c: ArrayClient, ref: string): Promise<Lun> {
+  try {
+    return await c.getLun({ name: ref });
+  } catch (e: unknown) {
+    if (!isCode(e, "NOT_FOUND") && !isCode(e, "INVALID_ARGUMENT")) throw e;
+  }
+  return c.getLun({ lunId: ref });
+}
+
+async function allPages<T>(fetch: (token: string) => Promise<{ items: T[]; next: string }>): Promise<T[]> {
+  const out: T[] = [];
+  let token = "";
+  do {
+    const p = await fetch(token);
+    out.push(...p.items);
+    token = p.next;
+  } while (token !== "");
+  return out;
+}
+
+export async function resolveSnapshot(c: ArrayClient, ref: string): Promise<Snapshot> {
+  try {
+    return await c.getSnapshot({ snapshotId: ref });
+  } catch (e: unknown) {
+    if (!isCode(e, "NOT_FOUND") && !isCode(e, "INVALID_ARGUMENT")) throw e;
+  }
+  const all = await allPages(async (t) => {
+    const r = await c.listSnapshots({ startingToken: t });
+    return { items: r.snapshots, next: r.nextToken };
+  });
+  const hit = all.find((s) => s.name === ref);
+  if (!hit) throw new NotFoundError(`snapshot "${ref}" not found`);
+  return hit;
+}
+
+async function resolveHost(c: ArrayClient, ref: string): Promise<Host> {
+  const all = await allPages(async (t) => {
+    const r = await c.listHosts({ startingToken: t });
+    return { items: r.hosts, next: r.nextToken };
+  });
+  const hit = all.find((h) => h.name === ref || h.hostId === ref);
+  if (!hit) throw new NotFoundError(`host "${ref}" not found`);
+  return hit;
+}
+
+// ------------------------------------------------------------------ views
+
+function lunJson(l: Lun): Record<string, unknown> {
+  return plain(v1.Lun, l);
+}
+function lunRows(luns: Lun[]): string {
+  return formatTable(
+    ["NAME", "ID", "SIZE", "ALLOCATED", "NAA", "HOSTS"],
+    luns.map((l) => [l.name, l.lunId, formatSize(l.sizeBytes), formatSize(l.allocatedBytes), l.naa, String(l.mappedHostIds.length)]),
+  );
+}
+function snapJson(s: Snapshot): Record<string, unknown> {
+  return plain(v1.Snapshot, s);
+}
+function snapRows(snaps: Snapshot[]): string {
+  return formatTable(
+    ["ID", "NAME", "LUN", "SIZE", "GROUP", "CREATED"],
+    snaps.map((s) => [s.snapshotId, s.name, s.lunName, formatSize(s.sizeBytes), s.groupSnapshotId || "-", s.creationTime]),
+  );
+}
+function showPairs(pairs: [string, string][]): string {
+  const w = Math.max(...pairs.map(([k]) => k.length));
+  return pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 1)} ${v}`).join("\n") + "\n";
+}
+
+function extentTypeName(t: v1.ExtentType): string {
+  return t === v1.ExtentType.DATA ? "DATA" : t === v1.ExtentType.ZERO ? "ZERO" : "UNSPECIFIED";
+}
+
+// ------------------------------------------------------------------ registration
+
+export function registerArrayInfo(array: Command): void {
+  withCommon(array.command("info").description("show the array's identity, contract version and capabilities")).action(async (o: Common) =>
+    using(o, async (c) => {
+      const i = await c.getArrayInfo({});
+      const obj = plain(v1.ArrayInfo, i);
+      print(o, obj, () => {
+        const caps = i.capabilities ? plain(v1.Capabilities, i.capabilities) : {};
+        return showPairs([
+          ["vendor", i.vendor],
+          ["model", i.model],
+          ["serial", i.serial],
+          ["contract", i.contractVersion],
+          ["block size", formatSize(i.blockSizeBytes)],
+          ...Object.entries(caps).map(([k, v]): [string, string] => [k, String(v)]),
+        ]);
+      });
+    }),
+  );
+}
+
+export function registerArrayClient(program: Command): void {
+  registerLun(program);
+  registerHost(program);
+  registerSnap(program);
+
+  withCommon(program.command("diff").description("changed blocks between two snapshots (CBT); TARGET 'live' means the LUN now (needs --lun)"))
+    .argument("<base>", "base snapshot (name or id; a deleted snapshot's id still works)")
+    .argument("<target>", "target snapshot (name or id), or 'live'")
+    .option("--lun <lun>", "the LUN (required for 'live'; checked otherwise)")
+    .action(async (baseRef: string, targetRef: string, o: Common & { lun?: string }) =>
+      using(o, async (c) => {
+        let baseId = baseRef;
+        try {
+          baseId = (await resolveSnapshot(c, baseRef)).snapshotId;
+        } catch (e: unknown) {
+          if (!isCode(e, "NOT_FOUND")) throw e; // maybe a deleted base, known only by id
+        }
+        const lunId = o.lun !== undefined ? (await resolveLun(c, o.lun)).lunId : "";
+        let targetId = "";
+        if (targetRef !== "live") targetId = (await resolveSnapshot(c, targetRef)).snapshotId;
+        else if (lunId === "") throw new InvalidArgumentError("diff against 'live' needs --lun");
+        const msgs = await collect(c.getChangedBlocks({ baseSnapshotId: baseId, targetSnapshotId: targetId, lunId }));
+        const extents = msgs.flatMap((m) => m.blockMetadata.map((b) => ({ offset: b.byteOffset, length: b.sizeBytes, type: extentTypeName(b.type) })));
+        const capacity = msgs[0]?.volumeCapacityBytes ?? 0;
+        print(o, { baseSnapshotId: baseId, targetSnapshotId: targetId, volumeCapacityBytes: capacity, extents }, () =>
+          formatTable(["OFFSET", "LENGTH", "TYPE"], extents.map((e) => [String(e.offset), String(e.length), e.type])) +
+          `${extents.length} extent(s), ${formatSize(extents.reduce((n, e) => n + e.length, 0))} changed of ${formatSize(capacity)}\n`,
+        );
+      }),
+    );
+
+  withCommon(program.command("revert").description("revert a LUN to one of its snapshots"))
+    .argument("<lun>")
+    .argument("<snapshot>")
+    .action(async (lunRef: string, snapRef: string, o: Common) =>
+      using(o, async (c) => {
+        const lun = await resolveLun(c, lunRef);
+        const s = await resolveSnapshot(c, snapRef);
+        const r = await c.revertLun({ lunId: lun.lunId, snapshotId: s.snapshotId });
+        print(o, lunJson(r), () => `reverted LUN ${r.name} to snapshot ${s.name} (${s.snapshotId})\n`);
+      }),
+    );
+
+  withCommon(program.command("clone").description("create a new LUN from a snapshot (no copy)"))
+    .argument("<snapshot>")
+    .argument("<new-lun>")
+    .action(async (snapRef: string, name: string, o: Common) =>
+      using(o, async (c) => {
+        const s = await resolveSnapshot(c, snapRef);
+        const l = await c.cloneSnapshot({ snapshotId: s.snapshotId, name });
+        print(o, lunJson(l), () => lunRows([l]));
+      }),
+    );
+
+  withCommon(program.command("export").description("export a LUN (read-write) or a snapshot (read-only) over NBD; prints the NBD URI"))
+    .argument("<lun-or-snapshot>")
+    .option("--host <host>", "the host allowed to open it (default: the local host)")
+    .action(async (ref: string, o: Common & { host?: string }) =>
+      using(o, async (c) => {
+        const hostId = o.host !== undefined ? (await resolveHost(c, o.host)).hostId : "";
+        let target: { lunId: string } | { snapshotId: string };
+        try {
+          target = { snapshotId: (await resolveSnapshot(c, ref)).snapshotId };
+        } catch (e: unknown) {
+          if (!isCode(e, "NOT_FOUND")) throw e;
+          target = { lunId: (await resolveLun(c, ref)).lunId };
+        }
+        const x = await c.createExport({ ...target, hostId });
+        print(o, plain(v1.Export, x), () => `${x.uri}\n`);
+      }),
+    );
+
+  withCommon(program.command("pool").description("pool capacity and usage")).action(async (o: Common) =>
+    using(o, async (c) => {
+      const p = await c.getPoolStats({});
+      print(o, plain(v1.PoolStats, p), () =>
+        showPairs([
+          ["capacity", p.capacityBytes === 0 ? "unbounded" : formatSize(p.capacityBytes)],
+          ["used", formatSize(p.usedBytes)],
+          ["provisioned", formatSize(p.provisionedBytes)],
+          ["LUNs", String(p.lunCount)],
+          ["snapshots", String(p.snapshotCount)],
+          ["hosts", String(p.hostCount)],
+          ["exports", String(p.exportCount)],
+        ]),
+      );
+    }),
+  );
+}
+
+function registerLun(program: Command): void {
+  const lun = program.command("lun").description("create, inspect, resize, delete and map LUNs");
+  withCommon(lun.command("create").description("create a thin LUN (idempotent on name)"))
+    .argument("<name>")
+    .argument("<size>", "size, e.g. 10G")
+    .action(async (name: string, size: string, o: Common) =>
+      using(o, async (c) => {
+        const l = await c.createLun({ name, sizeBytes: parseSize(size) });
+        print(o, lunJson(l), () => lunRows([l]));
+      }),
+    );
+  withCommon(lun.command("list").description("list LUNs")).action(async (o: Common) =>
+    using(o, async (c) => {
+      const all = await allPages(async (t) => {
+        const r = await c.listLuns({ startingToken: t });
+        return { items: r.luns, next: r.nextToken };
+      });
+      print(o, all.map(lunJson), () => lunRows(all));
+    }),
+  );
+  withCommon(lun.command("show").description("show one LUN"))
+    .argument("<lun>")
+    .action(async (ref: string, o: Common) =>
+      using(o, async (c) => {
+        const l = await resolveLun(c, ref);
+        print(o, lunJson(l), () =>
+          showPairs([
+            ["name", l.name],
+            ["id", l.lunId],
+            ["naa", l.naa],
+            ["size", `${formatSize(l.sizeBytes)} (${l.sizeBytes} bytes)`],
+            ["allocated", formatSize(l.allocatedBytes)],
+            ["block size", formatSize(l.blockSizeBytes)],
+            ["created", l.creationTime],
+            ["cloned from", l.sourceSnapshotId || "-"],
+            ["mapped to", l.mappedHostIds.join(", ") || "-"],
+          ]),
+        );
+      }),
+    );
+  withCommon(lun.command("resize").description("grow or shrink a LUN"))
+    .argument("<lun>")
+    .argument("<size>")
+    .action(async (ref: string, size: string, o: Common) =>
+      using(o, async (c) => {
+        const l = await c.resizeLun({ lunId: (await resolveLun(c, ref)).lunId, sizeBytes: parseSize(size) });
+        print(o, lunJson(l), () => lunRows([l]));
+      }),
+    );
+  withCommon(lun.command("delete").description("delete a LUN (its snapshots, mappings and exports must be gone)"))
+    .argument("<lun>")
+    .action(async (ref: string, o: Common) =>
+      using(o, async (c) => {
+        let id: string;
+        try {
+          id = (await resolveLun(c, ref)).lunId;
+        } catch (e: unknown) {
+          if (!isCode(e, "NOT_FOUND")) throw e;
+          id = ref;
+        }
+        await c.deleteLun({ lunId: id });
+        print(o, { deleted: id }, () => `deleted LUN ${ref}\n`);
+      }),
+    );
+  for (const [verb, what] of [
+    ["map", "map a LUN to a host (the host may then open lun/<name> over NBD)"],
+    ["unmap", "unmap a LUN from a host"],
+  ] as const) {
+    withCommon(lun.command(verb).description(what))
+      .argument("<lun>")
+      .argument("<host>")
+      .action(async (lunRef: string, hostRef: string, o: Common) =>
+        using(o, async (c) => {
+          const req = { lunId: (await resolveLun(c, lunRef)).lunId, hostId: (await resolveHost(c, hostRef)).hostId };
+          if (verb === "map") await c.mapLun(req);
+          else await c.unmapLun(req);
+          print(o, req, () => `${verb === "map" ? "mapped" : "unmapped"} LUN ${lunRef} ${verb === "map" ? "to" : "from"} host ${hostRef}\n`);
+        }),
+      );
+  }
+}
+
+async function loadOrCreatePsk(file: string | undefined, identity: string): Promise<{ identity: string; key: Buffer; created: boolean }> {
+  if (file !== undefined) {
+    let text: string | undefined;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (e: unknown) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+    if (text !== undefined) {
+      const table = parsePskFile(text, file);
+      const key = table.get(identity) ?? [...table.values()][0];
+      const id = table.has(identity) ? identity : ([...table.keys()][0] ?? identity);
+      if (key === undefined) throw new InvalidArgumentError(`${file}: no key`);
+      return { identity: id, key, created: false };
+    }
+  }
+  const key = randomBytes(32);
+  if (file !== undefined) await writeFile(file, `${identity}:${key.toString("hex")}\n`, { mode: 0o600 });
+  return { identity, key, created: true };
+}
+
+function registerHost(program: Command): void {
+  const host = program.command("host").description("hosts (initiators) and their TLS-PSK identities");
+  withCommon(host.command("create").description("register a host; with --psk-file, use that psk file's key or create the file with a new key"))
+    .argument("<name>")
+    .option("--identity <id>", "TLS-PSK identity (default: the host name)")
+    .option("--psk-file <file>", "psk file (identity:hexkey, nbdkit format): read if it exists, else created (mode 0600)")
+    .action(async (name: string, o: Common & { identity?: string; pskFile?: string }) =>
+      using(o, async (c) => {
+        const psk = await loadOrCreatePsk(o.pskFile, o.identity ?? name);
+        const h = await c.createHost({ name, pskIdentity: psk.identity, pskKey: psk.key });
+        const out: Record<string, unknown> = plain(v1.Host, h);
+        // A generated key with nowhere to go is printed once, as a psk file line.
+        if (psk.created && o.pskFile === undefined) out.psk = `${psk.identity}:${psk.key.toString("hex")}`;
+        print(o, out, () => `host ${h.name} (${h.hostId}) identity ${h.pskIdentity}${typeof out.psk === "string" ? `\npsk: ${out.psk}` : ""}\n`);
+      }),
+    );
+  withCommon(host.command("list").description("list hosts")).action(async (o: Common) =>
+    using(o, async (c) => {
+      const all = await allPages(async (t) => {
+        const r = await c.listHosts({ startingToken: t });
+        return { items: r.hosts, next: r.nextToken };
+      });
+      print(
+        o,
+        all.map((h) => plain(v1.Host, h)),
+        () => formatTable(["NAME", "ID", "IDENTITY", "LUNS"], all.map((h) => [h.name, h.hostId, h.pskIdentity, String(h.mappedLunIds.length)])),
+      );
+    }),
+  );
+  withCommon(host.command("delete").description("delete a host (unmap its LUNs and delete its exports first)"))
+    .argument("<host>")
+    .action(async (ref: string, o: Common) =>
+      using(o, async (c) => {
+        const h = await resolveHost(c, ref);
+        await c.deleteHost({ hostId: h.hostId });
+        print(o, { deleted: h.hostId }, () => `deleted host ${h.name}\n`);
+      }),
+    );
+}
+
+function registerSnap(program: Command): void {
+  const snap = program.command("snap").description("snapshots and group snapshots");
+  withCommon(snap.command("create").description("snapshot one LUN, or several as one atomic group snapshot"))
+    .argument("<luns...>")
+    .option("--name <name>", "snapshot (or group) name; default: generated from the time")
+    .action(async (refs: string[], o: Common & { name?: string }) =>
+      using(o, async (c) => {
+        const ids: string[] = [];
+        for (const r of refs) ids.push((await resolveLun(c, r)).lunId);
+        const name = o.name ?? `snap-${new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "")}`;
+        const r = await c.createSnapshot({ name, lunIds: ids });
+        print(o, { groupSnapshotId: r.groupSnapshotId, snapshots: r.snapshots.map(snapJson) }, () =>
+          (r.groupSnapshotId !== "" ? `group snapshot ${r.groupSnapshotId}\n` : "") + snapRows(r.snapshots),
+        );
+      }),
+    );
+  withCommon(snap.command("list").description("list snapshots"))
+    .option("--lun <lun>", "only this LUN's snapshots")
+    .option("--group <id>", "only members of this group snapshot")
+    .action(async (o: Common & { lun?: string; group?: string }) =>
+      using(o, async (c) => {
+        const lunId = o.lun !== undefined ? (await resolveLun(c, o.lun)).lunId : "";
+        const all = await allPages(async (t) => {
+          const r = await c.listSnapshots({ startingToken: t, lunId, groupSnapshotId: o.group ?? "" });
+          return { items: r.snapshots, next: r.nextToken };
+        });
+        print(o, all.map(snapJson), () => snapRows(all));
+      }),
+    );
+  withCommon(snap.command("show").description("show one snapshot"))
+    .argument("<snapshot>")
+    .action(async (ref: string, o: Common) =>
+      using(o, async (c) => {
+        const s = await resolveSnapshot(c, ref);
+        print(o, snapJson(s), () =>
+          showPairs([
+            ["id", s.snapshotId],
+            ["name", s.name],
+            ["LUN", `${s.lunName} (${s.lunId})`],
+            ["size", `${formatSize(s.sizeBytes)} (${s.sizeBytes} bytes)`],
+            ["allocated", formatSize(s.allocatedBytes)],
+            ["group", s.groupSnapshotId || "-"],
+            ["created", s.creationTime],
+          ]),
+        );
+      }),
+    );
+  withCommon(snap.command("delete").description("delete a snapshot, or a whole group snapshot by its group id"))
+    .argument("<snapshot-or-group>")
+    .action(async (ref: string, o: Common) =>
+      using(o, async (c) => {
+        if (ref.startsWith("grp-")) {
+          await c.deleteGroupSnapshot({ groupSnapshotId: ref });
+          print(o, { deleted: ref }, () => `deleted group snapshot ${ref}\n`);
+          return;
+        }
+        let id = ref;
+        try {
+          id = (await resolveSnapshot(c, ref)).snapshotId;
+        } catch (e: unknown) {
+          if (!isCode(e, "NOT_FOUND")) throw e;
+        }
+        await c.deleteSnapshot({ snapshotId: id });
+        print(o, { deleted: id }, () => `deleted snapshot ${id}\n`);
+      }),
+    );
+}

@@ -1,0 +1,164 @@
+/**
+ * `sanbox array serve`: the array daemon. Opens the block store and the control
+ * catalogue in the data directory, serves ArrayService over gRPC and every LUN
+ * and snapshot over NBD, and prints its endpoints on stdout, one per line:
+ *
+ *   rpc unix:/…/rpc.sock
+ *   nbd nbd+unix:///?socket=/…/nbd.sock
+ *
+ * Logs go to stderr. SIGTERM/SIGINT drain: both servers stop accepting, NBD
+ * connections finish their in-flight commands, then the store is flushed and
+ * closed. Everything (LUNs, snapshots, hosts, mappings, exports) is on disk, so
+ * a restart on the same directory picks up where it left off.
+ *
+ * Transport policy:
+ *  - Unix sockets in the data directory are the default. On the NBD socket a
+ *    session without TLS is the local host and sees every export; a session that
+ *    does STARTTLS with a host's PSK is masked to that host.
+ *  - NBD over TCP requires TLS-PSK (hosts' keys) unless --insecure.
+ *  - gRPC over TCP is plaintext in this version, so it requires --insecure;
+ *    give --token-file to require a bearer token on every call.
+ */
+import { open as openFile, readFile, rm } from "node:fs/promises";
+import { mkdirSync } from "node:fs";
+import { hostname } from "node:os";
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import { FailedPreconditionError, InvalidArgumentError, errorMessage } from "../errors.js";
+import { createLogger, type Logger } from "../log.js";
+import { NBD_DEFAULT_PORT } from "../nbd/constants.js";
+import { NbdServer } from "../nbd/server.js";
+import { formatNbdUri, type NbdTransport } from "../nbd/uri.js";
+import { parseTokenFile } from "../rpc/auth.js";
+import { formatEndpoint, parseEndpoint, type RpcEndpoint } from "../rpc/endpoint.js";
+import { serveArray } from "../rpc/server.js";
+import { ArrayStore } from "../../simulator/array/array-store.js";
+import { ArrayExportProvider } from "../../simulator/array/exports/array-export-provider.js";
+import { SanboxArrayService } from "../../simulator/array/service/array-service.js";
+import { ControlState, type HostRecord } from "../../simulator/array/service/control-state.js";
+import { defaultDataDir, nbdSocketPath, rpcSocketPath } from "./array-paths.js";
+
+interface ServeOptions {
+  data?: string;
+  rpc?: string;
+  nbd?: string;
+  tokenFile?: string;
+  insecure?: boolean;
+  capacity?: string;
+}
+
+export function registerArrayServe(array: Command): void {
+  array
+    .command("serve")
+    .description("run the array daemon: gRPC ArrayService + NBD exports of every LUN and snapshot; prints endpoints on stdout")
+    .option("--data <dir>", "data directory (default: $SANBOX_HOME or ~/.local/share/sanbox/array)")
+    .option("--rpc <endpoint>", "control endpoint: unix:PATH or HOST:PORT (default: unix:DATA/rpc.sock)")
+    .option("--nbd <endpoint>", `NBD endpoint: unix:PATH or HOST:PORT (default: unix:DATA/nbd.sock; TCP port default ${NBD_DEFAULT_PORT})`)
+    .option("--token-file <file>", "require this bearer token (first line of the file) on every gRPC call")
+    .option("--insecure", "allow plaintext gRPC over TCP and NBD over TCP without TLS")
+    .action(async (o: ServeOptions) => serve(o));
+}
+
+function nbdEndpoint(text: string): RpcEndpoint {
+  if (text.startsWith("unix:")) return parseEndpoint(text);
+  if (/^[^:]+$/.test(text)) return { kind: "tcp", host: text, port: NBD_DEFAULT_PORT };
+  return parseEndpoint(text);
+}
+
+/** An exclusive pid lock on the data directory; a stale one (dead pid) is taken over. */
+async function lockDataDir(dir: string): Promise<() => Promise<void>> {
+  const path = resolve(dir, "serve.pid");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await openFile(path, "wx", 0o644);
+      await fh.writeFile(`${process.pid}\n`);
+      await fh.close();
+      return () => rm(path, { force: true });
+    } catch (e: unknown) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const pid = Number((await readFile(path, "utf8").catch(() => "")).trim());
+      let alive = false;
+      if (Number.isInteger(pid) && pid > 0) {
+        try {
+          process.kill(pid, 0);
+          alive = true;
+        } catch {
+          alive = false;
+        }
+      }
+      if (alive) throw new FailedPreconditionError(`another array daemon (pid ${pid}) is serving ${dir}`);
+      await rm(path, { force: true });
+    }
+  }
+  throw new FailedPreconditionError(`cannot lock ${dir}`);
+}
+
+async function serve(o: ServeOptions): Promise<void> {
+  const log = createLogger("array");
+  const dir = resolve(o.data ?? defaultDataDir());
+  mkdirSync(dir, { recursive: true });
+  const rpcEp = o.rpc !== undefined ? parseEndpoint(o.rpc) : ({ kind: "unix", path: rpcSocketPath(dir) } satisfies RpcEndpoint);
+  const nbdEp = o.nbd !== undefined ? nbdEndpoint(o.nbd) : ({ kind: "unix", path: nbdSocketPath(dir) } satisfies RpcEndpoint);
+  const insecure = o.insecure ?? false;
+  if (rpcEp.kind === "tcp" && !insecure) {
+    throw new InvalidArgumentError("gRPC over TCP needs TLS, which this version does not implement: pass --insecure (and --token-file) or use a unix: endpoint");
+  }
+  let token: string | undefined;
+  if (o.tokenFile !== undefined) {
+    token = parseTokenFile(await readFile(o.tokenFile, "utf8").catch((e: unknown) => {
+      throw new InvalidArgumentError(`cannot read token file ${o.tokenFile ?? ""}: ${errorMessage(e)}`);
+    }));
+    if (token === undefined) throw new InvalidArgumentError(`token file ${o.tokenFile} is empty`);
+  }
+
+  const unlock = await lockDataDir(dir);
+  const store = await ArrayStore.open(dir);
+  const control = await ControlState.open(dir);
+  const psk = new Map<string, Buffer>();
+
+  const tlsMode = nbdEp.kind === "tcp" && !insecure ? "require" : "on";
+  let nbdTransport: NbdTransport = nbdEp.kind === "unix" ? { kind: "unix", path: nbdEp.path } : { kind: "tcp", host: nbdEp.host, port: nbdEp.port };
+  const nbdUri = (exportName: string, host: HostRecord | null): string => {
+    let t = nbdTransport;
+    if (t.kind === "tcp" && (t.host === "0.0.0.0" || t.host === "::")) t = { ...t, host: hostname() };
+    const tls = host !== null || tlsMode === "require";
+    return formatNbdUri({ tls, transport: t, exportName, ...(host !== null ? { tlsUsername: host.pskIdentity } : {}) });
+  };
+  const service = new SanboxArrayService({ store, control, psk, nbdUri });
+  const provider = new ArrayExportProvider(store, (session) => service.access(session));
+  const nbd = new NbdServer({ provider, tls: tlsMode, psk, log: log.child("nbd") });
+
+  let rpc: Awaited<ReturnType<typeof serveArray>> | undefined;
+  try {
+    const bound = await nbd.listen(nbdEp.kind === "unix" ? { unix: nbdEp.path } : { host: nbdEp.host, port: nbdEp.port });
+    if ("port" in bound) nbdTransport = { kind: "tcp", host: bound.host, port: bound.port };
+    rpc = await serveArray(service, { endpoint: rpcEp, insecure, log: log.child("rpc"), ...(token !== undefined ? { token } : {}) });
+  } catch (e: unknown) {
+    await nbd.close().catch(() => undefined);
+    await store.close();
+    await unlock();
+    throw e;
+  }
+
+  process.stdout.write(`rpc ${formatEndpoint(rpc.endpoint)}\nnbd ${formatNbdUri({ tls: tlsMode === "require", transport: nbdTransport, exportName: "" })}\n`);
+  log.info(`serving ${dir}: rpc ${formatEndpoint(rpc.endpoint)}${token !== undefined ? " (bearer token)" : ""}, nbd ${nbdTransport.kind === "unix" ? nbdTransport.path : `${nbdTransport.host}:${nbdTransport.port}`} (tls ${tlsMode})`);
+
+  await waitForSignal(log);
+  log.info(`draining ${nbd.connectionCount} NBD connection(s)`);
+  await Promise.all([nbd.close(), rpc.close()]);
+  await store.flush();
+  await store.close();
+  await unlock();
+  log.info("stopped");
+}
+
+function waitForSignal(log: Logger): Promise<void> {
+  return new Promise<void>((res) => {
+    const stop = (sig: string): void => {
+      log.info(`${sig} received`);
+      res();
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+  });
+}

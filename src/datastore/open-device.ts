@@ -1,0 +1,15 @@
+/**
+ * Opens a block device named on a command line: an NBD URI (`nbd://…`,
+ * `nbd+unix:///export?socket=…`, `nbds://…`) or a local raw file path.
+ */
+import { NbdClient } from "../nbd/client.js";
+import { FileDevice, NbdDevice, type BlockDevice } from "./block-device.js";
+
+export function isNbdUri(target: string): boolean {
+  return /^nbds?(\+(unix|tcp|vsock))?:\/\//.test(target);
+}
+
+export async function openBlockDevice(target: string, opts: { readOnly?: boolean; create?: boolean; size?: number } = {}): Promise<BlockDevice> {
+  if (isNbdUri(target)) return new NbdDevice(await NbdClient.connect(target));
+  return FileDevice.open(target, opts);
+}

@@ -1,0 +1,99 @@
+/**
+ * Start `sanbox array serve` as a user would (a real process on a data
+ * directory), run `sanbox` client commands against it, and stop it with SIGTERM.
+ *
+ * The binary is dist/src/cli/main.js once it registers the array commands, else
+ * the interim entry dist/src/cli/array-standalone.js (same commands).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { execa, type ResultPromise } from "execa";
+import { waitForSocket } from "./wait-socket.js";
+import { TOOL_ENV } from "./tools.js";
+
+const ROOT = resolve(import.meta.dirname, "..", "..");
+
+export function sanboxBin(): string {
+  const main = join(ROOT, "dist", "src", "cli", "main.js");
+  if (existsSync(main) && readFileSync(main, "utf8").includes("registerArrayServe")) return main;
+  return join(ROOT, "dist", "src", "cli", "array-standalone.js");
+}
+
+export interface ArrayDaemon {
+  dir: string;
+  rpcEndpoint: string;
+  nbdSocket: string;
+  proc: ResultPromise;
+  /** `nbd+unix:///NAME?socket=…` on the local (untrusted-TLS-free) socket. */
+  uri(exportName: string): string;
+  /** Runs a `sanbox` command against this daemon; returns stdout (throws on failure). */
+  cli(args: readonly string[], opts?: { reject?: boolean; env?: Record<string, string> }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  /** Runs a `sanbox … --json` command and parses its output. */
+  json(args: readonly string[]): Promise<unknown>;
+  stop(): Promise<void>;
+  stderr(): string;
+}
+
+export async function startArrayDaemon(dir: string, extraArgs: readonly string[] = [], env: Record<string, string> = {}): Promise<ArrayDaemon> {
+  const bin = sanboxBin();
+  let err = "";
+  const proc = execa("node", [bin, "array", "serve", "--data", dir, ...extraArgs], {
+    env: { ...TOOL_ENV, SANBOX_LOG: "warn", ...env },
+    reject: false,
+    buffer: false,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  proc.stderr.on("data", (d: Buffer) => (err += d.toString()));
+  let out = "";
+  const lines = new Promise<string>((resolveLines, rejectLines) => {
+    proc.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (out.split("\n").length >= 3) resolveLines(out);
+    });
+    void proc.then(() => rejectLines(new Error(`array serve exited early: ${err}`)));
+  });
+  const text = await lines;
+  const rpcLine = /^rpc (\S+)$/m.exec(text);
+  const nbdLine = /^nbd (\S+)$/m.exec(text);
+  if (!rpcLine?.[1] || !nbdLine?.[1]) throw new Error(`unexpected array serve output: ${text}`);
+  const rpcEndpoint = rpcLine[1];
+  const sock = /socket=([^&]+)/.exec(nbdLine[1])?.[1];
+  const nbdSocket = sock !== undefined ? decodeURIComponent(sock) : join(dir, "nbd.sock");
+  await waitForSocket(nbdSocket, proc);
+  const cli: ArrayDaemon["cli"] = async (args, opts = {}) => {
+    const r = await execa("node", [bin, ...args, "--endpoint", rpcEndpoint], {
+      env: { ...TOOL_ENV, SANBOX_LOG: "warn", ...opts.env },
+      reject: false,
+    });
+    const res = { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
+    if ((opts.reject ?? true) && res.exitCode !== 0) throw new Error(`sanbox ${args.join(" ")} failed (${res.exitCode}): ${res.stderr}`);
+    return res;
+  };
+  return {
+    dir,
+    rpcEndpoint,
+    nbdSocket,
+    proc,
+    uri: (name) => `nbd+unix:///${name}?socket=${nbdSocket}`,
+    cli,
+    json: async (args) => JSON.parse((await cli([...args, "--json"])).stdout) as unknown,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      const r = await proc;
+      if (r.exitCode !== 0) throw new Error(`array serve exited with ${r.exitCode ?? r.signal}: ${err}`);
+    },
+    stderr: () => err,
+  };
+}
+
+/** Narrow helpers for parsed --json output. */
+export function field(o: unknown, k: string): unknown {
+  if (typeof o !== "object" || o === null) throw new Error(`expected an object, got ${JSON.stringify(o)}`);
+  return (o as Record<string, unknown>)[k];
+}
+export function str(o: unknown, k: string): string {
+  const v = field(o, k);
+  if (typeof v !== "string") throw new Error(`field ${k} is not a string: ${JSON.stringify(o)}`);
+  return v;
+}
