@@ -396,20 +396,23 @@ export class ArrayStore {
     const luns = req.luns.map((r) => this.st.lun(r));
     const ids = luns.map((l) => l.id);
     if (new Set(ids).size !== ids.length) throw new InvalidArgumentError("a group snapshot lists the same LUN twice");
-    const existing = [...this.st.groups.values()].find((g) => g.name === req.name && g.state === "complete");
-    if (existing) {
-      const same = existing.lunIds.length === ids.length && ids.every((id) => existing.lunIds.includes(id));
-      if (same) return this.groupInfo(existing);
-      throw new AlreadyExistsError(`a group snapshot named "${req.name}" already exists for other LUNs`);
-    }
-    for (const l of luns) if (this.findSnapByName(`${req.name}@${l.name}`)) throw new AlreadyExistsError(`snapshot name "${req.name}@${l.name}" is taken`);
     const st = this.st;
     const group: GroupRecord = { id: newId("grp"), name: req.name, lunIds: ids, snapshotIds: [], state: "incomplete", createdAt: new Date().toISOString() };
-    // 1. intent, durable before any member is touched.
-    await this.mgmt.run(async () => {
+    // 1. intent, durable before any member is touched. Name checks run under the same lock.
+    const existing = await this.mgmt.run(async () => {
+      if (this.closed) throw new FailedPreconditionError("the array store is closed");
+      const found = [...st.groups.values()].find((g) => g.name === req.name);
+      if (found) {
+        const same = found.state === "complete" && found.lunIds.length === ids.length && ids.every((id) => found.lunIds.includes(id));
+        if (same) return found;
+        throw new AlreadyExistsError(`a group snapshot named "${req.name}" already exists${found.state === "complete" ? " for other LUNs" : " (being created)"}`);
+      }
+      for (const l of luns) if (this.findSnapByName(`${req.name}@${l.name}`)) throw new AlreadyExistsError(`snapshot name "${req.name}@${l.name}" is taken`);
       st.meta.txn(() => st.saveGroup(group));
       await this.durable();
+      return null;
     });
+    if (existing) return this.groupInfo(existing);
     try {
       // 2-5. fence all, drain, cut + commit, unfence (manage() does fence/durable/unfence).
       return await this.manage(ids, async () => {

@@ -118,7 +118,8 @@ export async function checkStore(st: StoreState, opts: { deep: boolean }): Promi
     }
   }
   for (const g of st.groups.values()) {
-    if (g.state !== "complete") err(`group ${g.id}: state ${g.state}`);
+    // An incomplete group is an in-flight cut's intent record: legal only without members.
+    if (g.state !== "complete" && g.snapshotIds.length > 0) err(`group ${g.id}: incomplete but lists members`);
     for (const id of g.snapshotIds) if (st.snaps.get(id)?.state !== "ready") err(`group ${g.id}: member ${id} missing`);
   }
 

@@ -8,9 +8,10 @@
  *  refs  [blockSize, slot] -> count       only for slots referenced more than once
  *
  * `maps` and `wset` always hold exactly the same (line, block, epoch) entries;
- * the checker verifies it. LMDB runs with noSync: every commit is atomic and in the
- * page cache (so it survives kill -9); `sync()` makes everything durable and is
- * called on FLUSH, FUA and after every management operation.
+ * the checker verifies it. LMDB runs with noSync and without lmdb-js's
+ * overlappingSync (so a commit is a plain LMDB commit, ~15 us): every commit is
+ * atomic and in the page cache, so it survives kill -9; `sync()` makes everything
+ * durable and is called on FLUSH, FUA and after every management operation.
  */
 import { open, type Database, type RootDatabase } from "lmdb";
 import { join } from "node:path";
@@ -36,7 +37,7 @@ export class MetaDb {
   }
 
   static open(dir: string): MetaDb {
-    return new MetaDb(open<unknown, CatKey>({ path: join(dir, "meta.lmdb"), noSync: true, mapSize: 2 ** 34 }));
+    return new MetaDb(open<unknown, CatKey>({ path: join(dir, "meta.lmdb"), noSync: true, overlappingSync: false, mapSize: 2 ** 38 }));
   }
 
   /** Runs `fn` in one atomic LMDB write transaction. */
@@ -48,7 +49,7 @@ export class MetaDb {
   sync(): Promise<void> {
     const root = this.root as unknown as { sync(cb: (e: unknown) => void): void };
     return new Promise((resolve, reject) => {
-      root.sync((e) => (e ? reject(e instanceof Error ? e : new Error(String(e))) : resolve()));
+      root.sync((e) => (e ? reject(e instanceof Error ? e : new Error(`LMDB sync failed: ${JSON.stringify(e)}`)) : resolve()));
     });
   }
 

@@ -9,6 +9,7 @@
  * Arguments name LUNs and snapshots by name or by id.
  */
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { Command } from "commander";
 import { InvalidArgumentError, NotFoundError, SanboxError } from "../errors.js";
@@ -26,12 +27,17 @@ interface Common {
 }
 
 function withCommon(cmd: Command): Command {
-  return cmd.option("--endpoint <endpoint>", "array control endpoint: unix:PATH or HOST:PORT (default: $SANBOX_ENDPOINT or the local daemon)").option("--json", "machine-readable output");
+  return cmd.option("--endpoint <endpoint>", "array control endpoint: unix:PATH or HOST:PORT (default: $SANBOX_ENDPOINT or the local daemon); $SANBOX_TOKEN is the bearer token, $SANBOX_CA the CA file for tls:").option("--json", "machine-readable output");
 }
 
 function client(o: Common): ArrayClient {
   const token = process.env.SANBOX_TOKEN;
-  return connectArray({ endpoint: o.endpoint ?? defaultEndpoint(), ...(token !== undefined && token !== "" ? { token } : {}) });
+  const caFile = process.env.SANBOX_CA;
+  return connectArray({
+    endpoint: o.endpoint ?? defaultEndpoint(),
+    ...(token !== undefined && token !== "" ? { token } : {}),
+    ...(caFile !== undefined && caFile !== "" ? { ca: readFileSync(caFile) } : {}),
+  });
 }
 
 /** Runs `fn` with a client and closes it afterwards. */
@@ -231,6 +237,51 @@ export function registerArrayClient(program: Command): void {
         }
         const x = await c.createExport({ ...target, hostId });
         print(o, plain(v1.Export, x), () => `${x.uri}\n`);
+      }),
+    );
+
+  withCommon(program.command("exports").description("list NBD exports"))
+    .option("--host <host>", "only this host's exports")
+    .action(async (o: Common & { host?: string }) =>
+      using(o, async (c) => {
+        const hostId = o.host !== undefined ? (await resolveHost(c, o.host)).hostId : "";
+        const all = await allPages(async (t) => {
+          const r = await c.listExports({ startingToken: t, hostId });
+          return { items: r.exports, next: r.nextToken };
+        });
+        print(
+          o,
+          all.map((x) => plain(v1.Export, x)),
+          () => formatTable(["ID", "EXPORT", "HOST", "URI"], all.map((x) => [x.exportId, x.exportName, x.hostId || "(local)", x.uri])),
+        );
+      }),
+    );
+
+  withCommon(program.command("unexport").description("delete an export, by export id or by LUN/snapshot (+ --host)"))
+    .argument("<export-or-target>")
+    .option("--host <host>", "the host the export is for (default: the local host)")
+    .action(async (ref: string, o: Common & { host?: string }) =>
+      using(o, async (c) => {
+        const all = await allPages(async (t) => {
+          const r = await c.listExports({ startingToken: t });
+          return { items: r.exports, next: r.nextToken };
+        });
+        let hit = all.find((x) => x.exportId === ref);
+        if (!hit) {
+          const hostId = o.host !== undefined ? (await resolveHost(c, o.host)).hostId : "";
+          let snapId = "";
+          let lunId = "";
+          try {
+            snapId = (await resolveSnapshot(c, ref)).snapshotId;
+          } catch (e: unknown) {
+            if (!isCode(e, "NOT_FOUND")) throw e;
+            lunId = (await resolveLun(c, ref)).lunId;
+          }
+          hit = all.find((x) => x.hostId === hostId && (snapId !== "" ? x.snapshotId === snapId : x.lunId === lunId && x.snapshotId === ""));
+        }
+        if (!hit) throw new NotFoundError(`no export matches "${ref}"`);
+        await c.deleteExport({ exportId: hit.exportId });
+        print(o, { deleted: hit.exportId }, () => `deleted export ${hit.exportId} (${hit.exportName})\n`);
       }),
     );
 

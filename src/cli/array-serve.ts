@@ -16,8 +16,8 @@
  *    session without TLS is the local host and sees every export; a session that
  *    does STARTTLS with a host's PSK is masked to that host.
  *  - NBD over TCP requires TLS-PSK (hosts' keys) unless --insecure.
- *  - gRPC over TCP is plaintext in this version, so it requires --insecure;
- *    give --token-file to require a bearer token on every call.
+ *  - gRPC over TCP needs TLS (--tls-cert/--tls-key) and a bearer token
+ *    (--token-file), or --insecure. --token-file also applies on the Unix socket.
  */
 import { open as openFile, readFile, rm } from "node:fs/promises";
 import { mkdirSync } from "node:fs";
@@ -43,6 +43,8 @@ interface ServeOptions {
   rpc?: string;
   nbd?: string;
   tokenFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   insecure?: boolean;
   capacity?: string;
 }
@@ -55,13 +57,15 @@ export function registerArrayServe(array: Command): void {
     .option("--rpc <endpoint>", "control endpoint: unix:PATH or HOST:PORT (default: unix:DATA/rpc.sock)")
     .option("--nbd <endpoint>", `NBD endpoint: unix:PATH or HOST:PORT (default: unix:DATA/nbd.sock; TCP port default ${NBD_DEFAULT_PORT})`)
     .option("--token-file <file>", "require this bearer token (first line of the file) on every gRPC call")
+    .option("--tls-cert <file>", "PEM certificate chain for gRPC over TCP")
+    .option("--tls-key <file>", "PEM private key for --tls-cert")
     .option("--insecure", "allow plaintext gRPC over TCP and NBD over TCP without TLS")
     .action(async (o: ServeOptions) => serve(o));
 }
 
 function nbdEndpoint(text: string): RpcEndpoint {
   if (text.startsWith("unix:")) return parseEndpoint(text);
-  if (/^[^:]+$/.test(text)) return { kind: "tcp", host: text, port: NBD_DEFAULT_PORT };
+  if (/^[^:]+$/.test(text)) return { kind: "tcp", host: text, port: NBD_DEFAULT_PORT, tls: false };
   return parseEndpoint(text);
 }
 
@@ -100,8 +104,14 @@ async function serve(o: ServeOptions): Promise<void> {
   const rpcEp = o.rpc !== undefined ? parseEndpoint(o.rpc) : ({ kind: "unix", path: rpcSocketPath(dir) } satisfies RpcEndpoint);
   const nbdEp = o.nbd !== undefined ? nbdEndpoint(o.nbd) : ({ kind: "unix", path: nbdSocketPath(dir) } satisfies RpcEndpoint);
   const insecure = o.insecure ?? false;
-  if (rpcEp.kind === "tcp" && !insecure) {
-    throw new InvalidArgumentError("gRPC over TCP needs TLS, which this version does not implement: pass --insecure (and --token-file) or use a unix: endpoint");
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new InvalidArgumentError("give both --tls-cert and --tls-key");
+  const read = (what: string, f: string): Promise<Buffer> =>
+    readFile(f).catch((e: unknown) => {
+      throw new InvalidArgumentError(`cannot read ${what} ${f}: ${errorMessage(e)}`);
+    });
+  const tls = o.tlsCert !== undefined && o.tlsKey !== undefined ? { cert: await read("certificate", o.tlsCert), key: await read("key", o.tlsKey) } : undefined;
+  if (rpcEp.kind === "tcp" && !insecure && (tls === undefined || o.tokenFile === undefined)) {
+    throw new InvalidArgumentError("gRPC over TCP needs --tls-cert/--tls-key and --token-file, or --insecure");
   }
   let token: string | undefined;
   if (o.tokenFile !== undefined) {
@@ -132,7 +142,7 @@ async function serve(o: ServeOptions): Promise<void> {
   try {
     const bound = await nbd.listen(nbdEp.kind === "unix" ? { unix: nbdEp.path } : { host: nbdEp.host, port: nbdEp.port });
     if ("port" in bound) nbdTransport = { kind: "tcp", host: bound.host, port: bound.port };
-    rpc = await serveArray(service, { endpoint: rpcEp, insecure, log: log.child("rpc"), ...(token !== undefined ? { token } : {}) });
+    rpc = await serveArray(service, { endpoint: rpcEp, insecure, log: log.child("rpc"), ...(token !== undefined ? { token } : {}), ...(tls !== undefined ? { tls } : {}) });
   } catch (e: unknown) {
     await nbd.close().catch(() => undefined);
     await store.close();

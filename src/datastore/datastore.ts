@@ -453,7 +453,14 @@ export class Datastore {
   private mutate(fn: () => Promise<void>): Promise<void> {
     return this.run(async () => {
       if (this.readOnly) throw new ReadOnlyError("the datastore is open read-only");
-      await fn();
+      try {
+        await fn();
+      } catch (e: unknown) {
+        // A partly done operation (e.g. a write that ran out of space) still commits what it did,
+        // so memory and disk agree; the caller sees the original error.
+        if (this.auto && this.dirty && this.failed === undefined) await this.commitLocked().catch(() => undefined);
+        throw e;
+      }
       if (this.auto && this.dirty) await this.commitLocked();
     });
   }

@@ -12,14 +12,17 @@
 import { Client, credentials, Metadata, type CallOptions as GrpcCallOptions, type ServiceError } from "@grpc/grpc-js";
 import { CancelledError } from "../errors.js";
 import { AUTHORIZATION } from "./auth.js";
-import { formatEndpoint, parseEndpoint, type RpcEndpoint } from "./endpoint.js";
+import { grpcAddress, parseEndpoint, type RpcEndpoint } from "./endpoint.js";
 import { METHODS, type ArrayApi, type CallOptions, type MethodName } from "./methods.js";
 import { SERVICE_NAME } from "./proto.js";
 import { errorFromStatus, isServiceError } from "./status.js";
 
 export interface ArrayClientOptions {
+  /** unix:PATH, HOST:PORT (plaintext) or tls:HOST:PORT. */
   endpoint: string | RpcEndpoint;
   token?: string;
+  /** PEM CA certificate(s) for tls: endpoints; default: the system roots. */
+  ca?: Buffer;
 }
 
 interface AnyCodec {
@@ -45,7 +48,8 @@ class GrpcArrayClient {
   constructor(opts: ArrayClientOptions) {
     this.endpoint = typeof opts.endpoint === "string" ? parseEndpoint(opts.endpoint) : opts.endpoint;
     this.token = opts.token;
-    this.client = new Client(formatEndpoint(this.endpoint), credentials.createInsecure(), {
+    const creds = this.endpoint.kind === "tcp" && this.endpoint.tls ? credentials.createSsl(opts.ca ?? null) : credentials.createInsecure();
+    this.client = new Client(grpcAddress(this.endpoint), creds, {
       "grpc.max_receive_message_length": 16 * 1024 * 1024,
     });
   }

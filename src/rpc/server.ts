@@ -3,9 +3,9 @@
  * runs the implementation, and maps a thrown error through status.ts. Streaming
  * handlers respect backpressure (await 'drain') and stop when the client cancels.
  *
- * Transport security: a Unix socket is local (file permissions guard it); TCP is
- * plaintext and so only allowed when the caller passes `insecure` (TLS for the
- * control plane is not implemented yet; docs/contract.md says so).
+ * Transport security: a Unix socket is local (file permissions guard it). TCP
+ * needs TLS (a certificate and key) plus a bearer token, unless the caller
+ * passes `insecure` (plaintext, token optional).
  */
 import { once } from "node:events";
 import { mkdirSync, rmSync } from "node:fs";
@@ -21,7 +21,7 @@ import {
 import { InvalidArgumentError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { BearerAuth } from "./auth.js";
-import { formatEndpoint, type RpcEndpoint } from "./endpoint.js";
+import { formatEndpoint, grpcAddress, type RpcEndpoint } from "./endpoint.js";
 import { METHODS, type ArrayServiceImpl, type CallContext, type MethodName } from "./methods.js";
 import { ARRAY_SERVICE } from "./service-definition.js";
 import { toStatus } from "./status.js";
@@ -29,7 +29,9 @@ import { toStatus } from "./status.js";
 export interface RpcServerOptions {
   endpoint: RpcEndpoint;
   token?: string;
-  /** Required for TCP: plaintext gRPC. */
+  /** PEM certificate chain and private key: serve TLS (TCP only). */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Allow TCP without TLS and token. */
   insecure?: boolean;
   log?: Logger;
 }
@@ -46,8 +48,9 @@ type StreamFn = (req: unknown, ctx: CallContext) => AsyncIterable<unknown>;
 
 export async function serveArray(impl: ArrayServiceImpl, opts: RpcServerOptions): Promise<RunningRpcServer> {
   const log = opts.log ?? createLogger("rpc");
-  if (opts.endpoint.kind === "tcp" && opts.insecure !== true) {
-    throw new InvalidArgumentError("gRPC over TCP is plaintext in this version: pass --insecure (with --token-file) or use a unix: endpoint");
+  const tls = opts.endpoint.kind === "tcp" ? opts.tls : undefined;
+  if (opts.endpoint.kind === "tcp" && opts.insecure !== true && (tls === undefined || opts.token === undefined)) {
+    throw new InvalidArgumentError("gRPC over TCP needs TLS (--tls-cert, --tls-key) and a bearer token (--token-file), or --insecure");
   }
   const auth = new BearerAuth(opts.token);
   const server = new Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024 });
@@ -66,9 +69,10 @@ export async function serveArray(impl: ArrayServiceImpl, opts: RpcServerOptions)
     rmSync(opts.endpoint.path, { force: true });
   }
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(formatEndpoint(opts.endpoint), ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p)));
+    const creds = tls ? ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : ServerCredentials.createInsecure();
+    server.bindAsync(grpcAddress(opts.endpoint), creds, (e, p) => (e ? reject(e) : resolve(p)));
   });
-  const endpoint: RpcEndpoint = opts.endpoint.kind === "tcp" ? { ...opts.endpoint, port } : opts.endpoint;
+  const endpoint: RpcEndpoint = opts.endpoint.kind === "tcp" ? { ...opts.endpoint, port, tls: tls !== undefined } : opts.endpoint;
   log.debug(`gRPC ArrayService on ${formatEndpoint(endpoint)}`);
   return {
     endpoint,

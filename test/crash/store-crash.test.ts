@@ -1,6 +1,6 @@
 /**
  * Crash test: a real child process (simulator/array/testing/crash-writer.ts, compiled
- * here with tsc) writes, trims, flushes, FUA-writes and snapshots; we kill -9 it at a
+ * here with tsc into node_modules/.cache) writes, trims, flushes, FUA-writes and snapshots; we kill -9 it at a
  * random moment, over and over (55 times), and after each kill reopen the store and check:
  *  - every write acknowledged as durable (FUA, or completed before a FLUSH that
  *    returned) is there, or a write issued after it on the same sectors;
@@ -21,7 +21,9 @@ import { ArrayStore } from "../../simulator/array/index.js";
 import { LUN_NAME, LUN_SIZE, SECTOR, sectorContent } from "../../simulator/array/testing/crash-protocol.js";
 
 const ROOT = join(import.meta.dirname, "../..");
-const CHILD = join(ROOT, "dist/simulator/array/testing/crash-writer.js");
+// Compiled privately (not into dist/, which a concurrent `npm run build` may be rewriting);
+// under node_modules so the child resolves lmdb like the store does.
+const CHILD = join(ROOT, "node_modules/.cache/sanbox-crash-writer/simulator/array/testing/crash-writer.js");
 const KILLS = Number(process.env.SANBOX_CRASH_KILLS ?? 55);
 const REGION = 32 * 1024;
 

@@ -77,6 +77,11 @@ describe("LUN masking by TLS-PSK identity", () => {
     const del = await d.cli(["snap", "delete", "la-s1"], { reject: false });
     expect(del.exitCode).toBe(1);
     expect(del.stderr).toMatch(/^sanbox: FAILED_PRECONDITION: /);
+    const exps = await d.json(["exports", "--host", "hostB"]);
+    expect(Array.isArray(exps) && exps.length).toBe(1);
+    await d.cli(["unexport", "la-s1", "--host", "hostB"]);
+    expect(await d.json(["exports"])).toEqual([]);
+    await d.cli(["snap", "delete", "la-s1"]);
   });
 
   it("the local socket without TLS sees everything", async () => {

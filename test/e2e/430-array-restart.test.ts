@@ -76,4 +76,33 @@ describe("array daemon restart", () => {
     expect((await c2.read(65536 * 5, 100)).equals(Buffer.alloc(100, 3))).toBe(true);
     await c2.close();
   });
+
+  it("SIGTERM drains in-flight writes and flushes: every acknowledged write is there after restart", async () => {
+    const dir2 = join(tmp.dir, "array-drain");
+    const d1 = await startArrayDaemon(dir2);
+    await d1.cli(["lun", "create", "busy", "64M"]);
+    const c = await NbdClient.connect(d1.uri("lun/busy"));
+    let acked = 0;
+    const writes = Array.from({ length: 400 }, (_, i) =>
+      c.write(i * 65536, Buffer.alloc(65536, (i % 250) + 1)).then(() => {
+        acked++;
+        return i;
+      }),
+    );
+    while (acked < 20) await new Promise((r) => setTimeout(r, 1));
+    const stopping = d1.stop();
+    const results = await Promise.allSettled(writes);
+    await stopping;
+    await c.close().catch(() => undefined);
+    const ok = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+    expect(ok.length).toBeGreaterThanOrEqual(20);
+    const d2 = await startArrayDaemon(dir2);
+    try {
+      const r = await NbdClient.connect(d2.uri("lun/busy"));
+      for (const i of ok) expect((await r.read(i * 65536, 65536)).equals(Buffer.alloc(65536, (i % 250) + 1))).toBe(true);
+      await r.close();
+    } finally {
+      await d2.stop();
+    }
+  });
 });

@@ -4,7 +4,7 @@
  * streams keep CSI's ordering and resume rules, and a daemon started with
  * --token-file refuses calls without the bearer token.
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Client, credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,7 +12,8 @@ import { NbdClient } from "../../src/nbd/client.js";
 import { connectArray, collect, type ArrayClient } from "../../src/rpc/array-client.js";
 import { v1 } from "../../src/rpc/proto.js";
 import { REASON_KEY } from "../../src/rpc/status.js";
-import { startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
+import { execa } from "execa";
+import { sanboxBin, startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
 import { tempDir } from "../support/tools.js";
 
 const BS = 65536;
@@ -183,6 +184,32 @@ describe("ArrayService errors and CBT stream rules", () => {
       expect(denied.stderr).toMatch(/^sanbox: UNAUTHENTICATED: /);
     } finally {
       await d2.stop();
+    }
+  });
+
+  it("gRPC over TCP: refused without TLS+token or --insecure; works with TLS, a CA and a token", async () => {
+    const refused = await execa("node", [sanboxBin(), "array", "serve", "--data", join(tmp.dir, "array3"), "--rpc", "127.0.0.1:0"], { reject: false, timeout: 20_000 });
+    expect(refused.exitCode).toBe(2);
+    expect(String(refused.stderr)).toMatch(/^sanbox: INVALID_ARGUMENT: gRPC over TCP needs/m);
+
+    const cert = join(tmp.dir, "cert.pem");
+    const key = join(tmp.dir, "key.pem");
+    await execa("/usr/bin/openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key, "-out", cert]);
+    const tokenFile = join(tmp.dir, "token4");
+    writeFileSync(tokenFile, "tcp-token\n", { mode: 0o600 });
+    const d4 = await startArrayDaemon(join(tmp.dir, "array4"), ["--rpc", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--token-file", tokenFile]);
+    try {
+      expect(d4.rpcEndpoint).toMatch(/^tls:127\.0\.0\.1:\d+$/);
+      const c = connectArray({ endpoint: d4.rpcEndpoint, token: "tcp-token", ca: readFileSync(cert) });
+      expect((await c.getArrayInfo({})).vendor).toBe("sanbox");
+      c.close();
+      const noToken = connectArray({ endpoint: d4.rpcEndpoint, ca: readFileSync(cert) });
+      await expect(noToken.getArrayInfo({})).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+      noToken.close();
+      const r = await d4.cli(["lun", "create", "over-tls", "1M", "--json"], { env: { SANBOX_TOKEN: "tcp-token", SANBOX_CA: cert } });
+      expect(JSON.parse(r.stdout)).toMatchObject({ name: "over-tls" });
+    } finally {
+      await d4.stop();
     }
   });
 });

@@ -108,7 +108,8 @@ describe("datastore crash consistency", () => {
         expect(here, `generation ${g} was never acknowledged`).toBeDefined();
         const candidates = [...(here ?? []), ...(states.get(g + 1) ?? [])];
         const got = await snapshot(ds);
-        expect(shape(got)).toEqual(shape((here ?? [])[0] ?? new Map()));
+        const empty: State = new Map();
+        expect(shape(got)).toEqual(shape((here ?? [])[0] ?? empty));
         for (const [p, n] of got) {
           if (n.kind !== "file") continue;
           if (candidates.some((s) => { const m = s.get(p); return m?.kind === "file" && m.data.equals(n.data); })) continue;

@@ -166,7 +166,7 @@ describe("datastore file system vs a reference model", () => {
               } catch (e: unknown) {
                 threw = e;
               }
-              if (ok && threw !== undefined) throw threw;
+              if (ok && threw !== undefined) throw threw instanceof Error ? threw : new Error("non-Error thrown");
               expect(threw === undefined ? "ok" : "refused").toBe(ok ? "ok" : "refused");
               if (threw !== undefined) expect(threw).toBeInstanceOf(SanboxError);
               if (ok) {

@@ -7,7 +7,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { execa, type ResultPromise } from "execa";
+import { execa } from "execa";
 import { waitForSocket } from "./wait-socket.js";
 import { TOOL_ENV } from "./tools.js";
 
@@ -23,7 +23,7 @@ export interface ArrayDaemon {
   dir: string;
   rpcEndpoint: string;
   nbdSocket: string;
-  proc: ResultPromise;
+  pid: number | undefined;
   /** `nbd+unix:///NAME?socket=…` on the local (untrusted-TLS-free) socket. */
   uri(exportName: string): string;
   /** Runs a `sanbox` command against this daemon; returns stdout (throws on failure). */
@@ -74,7 +74,7 @@ export async function startArrayDaemon(dir: string, extraArgs: readonly string[]
     dir,
     rpcEndpoint,
     nbdSocket,
-    proc,
+    pid: proc.pid,
     uri: (name) => `nbd+unix:///${name}?socket=${nbdSocket}`,
     cli,
     json: async (args) => JSON.parse((await cli([...args, "--json"])).stdout) as unknown,

@@ -132,3 +132,20 @@ describe("ArrayStore", () => {
     expect((await store.check()).ok).toBe(true);
   });
 });
+
+describe("ArrayStore recovery", () => {
+  it("removes an incomplete group snapshot (crash between intent and cut) on open", async () => {
+    await store.createLun({ name: "a", size: MiB, blockSize: 4 * KiB });
+    await store.close();
+    const { open } = await import("lmdb");
+    const root = open({ path: join(dir, "meta.lmdb") });
+    const cat = root.openDB("cat", {});
+    await cat.put(["group", "grp-crashed"], { id: "grp-crashed", name: "g", lunIds: [], snapshotIds: [], state: "incomplete", createdAt: new Date().toISOString() });
+    await root.close();
+    store = await ArrayStore.open(dir, { strict: true });
+    expect(store.listGroupSnapshots()).toEqual([]);
+    const g = await store.createGroupSnapshot({ name: "g", luns: ["a"] });
+    expect(g.members).toHaveLength(1);
+    expect((await store.check()).ok).toBe(true);
+  });
+});

@@ -1,7 +1,7 @@
 /** Shared constants of the crash test's child writer and its parent (see crash-writer.ts). */
 export const SECTOR = 512;
 export const LUN_NAME = "crash";
-export const LUN_SIZE = 2 * 1024 * 1024;
+export const LUN_SIZE = 8 * 1024 * 1024;
 export const LUN_BLOCK = 16 * 1024;
 export const WORKERS = 4;
 
