@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: setup check, lint, typecheck + build, then every vitest tier.
+// `npm test`: setup check, protobuf codegen, lint, typecheck, build, then every vitest tier.
 // Ends with the plain line `N passed, N failed[, N skipped]` that CI reads.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -17,6 +17,7 @@ function step(name, cmd, args) {
 }
 
 step("setup", "node", ["scripts/setup.mjs"]);
+step("codegen", "node", ["scripts/codegen.mjs"]);
 step("lint", "npx", ["eslint", "."]);
 step("typecheck", "npx", ["tsc", "-p", "tsconfig.json", "--noEmit"]);
 step("build", "npx", ["tsc", "-p", "tsconfig.build.json"]);

@@ -15,6 +15,7 @@ import { Command } from "commander";
 import { InvalidArgumentError, NotFoundError, SanboxError } from "../errors.js";
 import { parsePskFile } from "../nbd/tls-psk.js";
 import { connectArray, collect, type ArrayClient } from "../rpc/array-client.js";
+import { resumableExtents } from "../rpc/block-stream.js";
 import type { Decoded } from "../rpc/methods.js";
 import { v1 } from "../rpc/proto.js";
 import { formatSize, parseSize } from "../size.js";
@@ -142,9 +143,6 @@ function showPairs(pairs: [string, string][]): string {
   return pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 1)} ${v}`).join("\n") + "\n";
 }
 
-function extentTypeName(t: v1.ExtentType): string {
-  return t === v1.ExtentType.DATA ? "DATA" : t === v1.ExtentType.ZERO ? "ZERO" : "UNSPECIFIED";
-}
 
 // ------------------------------------------------------------------ registration
 
@@ -189,9 +187,12 @@ export function registerArrayClient(program: Command): void {
         let targetId = "";
         if (targetRef !== "live") targetId = (await resolveSnapshot(c, targetRef)).snapshotId;
         else if (lunId === "") throw new InvalidArgumentError("diff against 'live' needs --lun");
-        const msgs = await collect(c.getChangedBlocks({ baseSnapshotId: baseId, targetSnapshotId: targetId, lunId }));
-        const extents = msgs.flatMap((m) => m.blockMetadata.map((b) => ({ offset: b.byteOffset, length: b.sizeBytes, type: extentTypeName(b.type) })));
-        const capacity = msgs[0]?.volumeCapacityBytes ?? 0;
+        let capacity = 0;
+        const extents = await collect(
+          resumableExtents((startingOffset, co) => c.getChangedBlocks({ baseSnapshotId: baseId, targetSnapshotId: targetId, lunId, startingOffset }, co), {
+            onCapacity: (n) => (capacity = n),
+          }),
+        );
         print(o, { baseSnapshotId: baseId, targetSnapshotId: targetId, volumeCapacityBytes: capacity, extents }, () =>
           formatTable(["OFFSET", "LENGTH", "TYPE"], extents.map((e) => [String(e.offset), String(e.length), e.type])) +
           `${extents.length} extent(s), ${formatSize(extents.reduce((n, e) => n + e.length, 0))} changed of ${formatSize(capacity)}\n`,

@@ -11,8 +11,10 @@ import type { Command } from "commander";
 import { InvalidArgumentError } from "../errors.js";
 import type { BlockDevice } from "../datastore/block-device.js";
 import { Datastore, type DirEntry } from "../datastore/datastore.js";
+import { DatastoreFileDevice } from "../datastore/file-device.js";
 import { fsck } from "../datastore/fsck.js";
 import { openBlockDevice } from "../datastore/open-device.js";
+import { readVm } from "../datastore/vm-files.js";
 import { describeViolation, verifyConsistency, type NamedImage } from "../oracle/verify.js";
 import { formatSize, parseSize } from "../size.js";
 
@@ -180,18 +182,35 @@ export function registerVerifyConsistency(program: Command): void {
   program
     .command("verify-consistency")
     .description("check that disk images hold a prefix of a dependent-write workload's chain; exits 1 on a violation")
-    .argument("<image...>", "raw image files or NBD URIs, one per disk (identity comes from the stamps)")
+    .argument("[image...]", "raw image files or NBD URIs, one per disk (identity comes from the stamps); with --datastore, ds:/PATH is a file in it")
+    .option("--datastore <target>", "a datastore (NBD URI, e.g. a snapshot export, or local file) holding VMDK flat files")
+    .option("--vm <dir>", "with --datastore: add every virtual disk of the VM in this directory")
     .option("--horizon <n>", "replay the chain up to this sequence number (default: highest stamp + 4096)")
     .option("--json", "print the report as JSON")
-    .action(async (images: string[], o: JsonOpt & { horizon?: string }) => {
+    .action(async (images: string[], o: JsonOpt & { horizon?: string; datastore?: string; vm?: string }) => {
       const devs: BlockDevice[] = [];
       try {
         const named: NamedImage[] = [];
+        let fs: Datastore | undefined;
+        if (o.datastore !== undefined) {
+          const dev = await openBlockDevice(o.datastore, { readOnly: true });
+          devs.push(dev);
+          fs = await Datastore.open(dev, { readOnly: true });
+        } else if (o.vm !== undefined) throw new InvalidArgumentError("--vm needs --datastore");
+        if (fs !== undefined && o.vm !== undefined) {
+          for (const d of (await readVm(fs, o.vm)).disks) if (d.flatPath !== undefined) named.push({ name: d.flatPath, source: await DatastoreFileDevice.open(fs, d.flatPath) });
+        }
         for (const im of images) {
+          if (im.startsWith("ds:")) {
+            if (fs === undefined) throw new InvalidArgumentError(`${im}: a ds:/PATH image needs --datastore`);
+            named.push({ name: im.slice(3), source: await DatastoreFileDevice.open(fs, im.slice(3)) });
+            continue;
+          }
           const dev = await openBlockDevice(im, { readOnly: true });
           devs.push(dev);
           named.push({ name: im, source: dev });
         }
+        if (named.length === 0) throw new InvalidArgumentError("no images given");
         let horizon: number | undefined;
         if (o.horizon !== undefined) {
           horizon = Number(o.horizon);

@@ -8,6 +8,7 @@
 import { Command } from "commander";
 import { registerNbd } from "./nbd-command.js";
 import { registerArray } from "./array-command.js";
+import { registerDatastore, registerVerifyConsistency } from "./datastore-commands.js";
 import { registerDemo } from "./demo-command.js";
 import { runMain } from "./run.js";
 
@@ -19,6 +20,8 @@ const program = new Command("sanbox")
 
 registerNbd(program);
 registerArray(program);
+registerDatastore(program);
+registerVerifyConsistency(program);
 registerDemo(program);
 
 await runMain(program);

@@ -554,6 +554,19 @@ export class Datastore {
     throw new NoSpaceError(`datastore is full (${N} blocks of ${this.blockSize} bytes; ${this.pending.length} await the next commit)`);
   }
 
+  /** Start of the first run of `n` FREE blocks (so metadata stays in few runs), if there is one. */
+  private freeRun(n: number): number | undefined {
+    let start = -1;
+    for (let b = reservedBlocks(this.blockSize); b < this.blockCount; b++) {
+      if (this.state[b] !== FREE) start = -1;
+      else {
+        if (start < 0) start = b;
+        if (b - start + 1 >= n) return start;
+      }
+    }
+    return undefined;
+  }
+
   /** A block leaves its owner; it becomes free once the next commit is durable. */
   private release(lb: number): void {
     this.state[lb] = PENDING;
@@ -709,9 +722,12 @@ export class Datastore {
         blob = encodeMeta(this.image(generation));
         const need = Math.max(1, Math.ceil(blob.length / B));
         if (need <= metaBlocks.length) break;
+        const last = metaBlocks[metaBlocks.length - 1];
+        let hint = last === undefined ? this.freeRun(need) : last + 1;
         while (metaBlocks.length < need) {
-          const last = metaBlocks[metaBlocks.length - 1];
-          metaBlocks.push(this.allocate(last === undefined ? undefined : last + 1));
+          const b = this.allocate(hint);
+          metaBlocks.push(b);
+          hint = b + 1;
         }
       }
       const runs = runsOf(metaBlocks);

@@ -81,9 +81,9 @@ export type ArrayServiceImpl = {
  * A decoded message as the client sees it: every scalar and repeated field is
  * present (proto3 defaults), nested messages may be absent. (pbts types nested
  * and repeated message fields with the optional `I…` interfaces; this restores
- * what decode guarantees.)
+ * what decode guarantees. `$unknowns`, protobufjs' bag of unknown fields, is left out.)
  */
-export type Decoded<T> = { [K in keyof T]-?: DecodedField<NonNullable<T[K]>> };
+export type Decoded<T> = { [K in Exclude<keyof T, "$unknowns">]-?: DecodedField<NonNullable<T[K]>> };
 type DecodedField<V> = V extends Uint8Array ? Uint8Array : V extends readonly (infer U)[] ? DecodedElem<U>[] : V extends object ? Decoded<V> | undefined : V;
 type DecodedElem<U> = U extends Uint8Array ? Uint8Array : U extends object ? Decoded<U> : U;
 

@@ -31,14 +31,16 @@ function shape(s: State): string[] {
   return [...s].map(([p, n]) => `${p}:${n.kind === "dir" ? "dir" : n.data.length}`).sort();
 }
 
-async function churn(seed: number, blockSize: number, ops: number): Promise<{ dev: RecordingDevice; formatWrites: number; states: Map<number, State[]> }> {
+async function churn(seed: number, blockSize: number, ops: number): Promise<{ dev: RecordingDevice; formatWrites: number; states: Map<number, State[]>; durable: { logLength: number; generation: number }[] }> {
   const r = rng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
   const dev = new RecordingDevice(96 * 1024);
   const ds = await Datastore.format(dev, { blockSize });
   const formatWrites = dev.log.length;
   const states = new Map<number, State[]>();
+  const durable: { logLength: number; generation: number }[] = [];
   const record = async (): Promise<void> => {
+    durable.push({ logLength: dev.log.length, generation: ds.generation });
     const list = states.get(ds.generation) ?? [];
     list.push(await snapshot(ds));
     states.set(ds.generation, list);
@@ -70,7 +72,7 @@ async function churn(seed: number, blockSize: number, ops: number): Promise<{ de
     await record();
   }
   expect((await fsck(dev)).ok).toBe(true);
-  return { dev, formatWrites, states };
+  return { dev, formatWrites, states, durable };
 }
 
 function byteOk(candidates: State[], path: string, i: number, v: number): boolean {
@@ -88,7 +90,7 @@ describe("datastore crash consistency", () => {
     [37, 4096],
   ] as const) {
     it(`every cut of the write log parses and holds a committed state (seed ${seed}, ${blockSize}-byte blocks)`, async () => {
-      const { dev, formatWrites, states } = await churn(seed, blockSize, 800);
+      const { dev, formatWrites, states, durable } = await churn(seed, blockSize, 800);
       expect(Math.max(...states.keys())).toBeGreaterThan(200);
       const r = rng(seed * 31);
       // Every prefix of the log, then 300 random cuts with the last write torn at a random byte.
@@ -102,8 +104,14 @@ describe("datastore crash consistency", () => {
         const img = dev.replay(count, tear);
         const report = await fsck(img);
         expect(report.errors, `cut ${count} torn ${tear}`).toEqual([]);
+        // A valid superblock never points at an unwritten blob (the blob is flushed first).
+        expect(report.notes.filter((n) => n.startsWith("generation ")), `cut ${count}`).toEqual([]);
         const ds = await Datastore.open(img, { readOnly: true });
         const g = ds.generation;
+        // Never older than what was acknowledged before the cut (whole writes only).
+        const whole = tear === undefined ? count : count - 1;
+        const acked = durable.filter((d) => d.logLength <= whole).pop()?.generation ?? 1;
+        expect(g, `cut ${count}: recovered generation ${g} < acknowledged ${acked}`).toBeGreaterThanOrEqual(acked);
         const here = states.get(g);
         expect(here, `generation ${g} was never acknowledged`).toBeDefined();
         const candidates = [...(here ?? []), ...(states.get(g + 1) ?? [])];

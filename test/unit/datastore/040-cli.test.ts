@@ -5,6 +5,11 @@ import { join } from "node:path";
 import { Command } from "commander";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { registerDatastore, registerVerifyConsistency } from "../../../src/cli/datastore-commands.js";
+import { FileDevice } from "../../../src/datastore/block-device.js";
+import { Datastore } from "../../../src/datastore/datastore.js";
+import { DatastoreFileDevice } from "../../../src/datastore/file-device.js";
+import { createVm } from "../../../src/datastore/vm-files.js";
+import { applyOp } from "../../../src/oracle/apply-op.js";
 import { Journal, Workload } from "../../../src/oracle/workload.js";
 
 let dir = "";
@@ -77,5 +82,26 @@ describe("sanbox verify-consistency", () => {
     const r = JSON.parse(bad.out) as { consistent: boolean; violations: { offset: number }[] };
     expect(r.consistent).toBe(false);
     expect(r.violations.length).toBeGreaterThan(0);
+  });
+
+  it("reads VMDK flat files from a datastore (--datastore, --vm) plus a raw RDM image", async () => {
+    const dsImg = join(dir, "ds.img");
+    const rdmImg = join(dir, "rdm.raw");
+    const naa = "naa.65a4e42" + "0".repeat(25);
+    const dev = await FileDevice.open(dsImg, { create: true, size: 4 * 1024 * 1024 });
+    const rdm = await FileDevice.open(rdmImg, { create: true, size: 128 * 1024 });
+    const fs = await Datastore.format(dev);
+    const vm = await createVm(fs, { name: "vm1", disks: [{ kind: "vmdk", capacityBytes: 128 * 1024 }, { kind: "rdm", naa, capacityBytes: 128 * 1024 }] });
+    const w = new Workload({ seed: 3, vm: "vm1", disks: [{ id: "scsi0:0", kind: "vmdk", size: 128 * 1024 }, { id: naa, kind: "rdm", size: 128 * 1024 }] });
+    const targets = [{ device: await DatastoreFileDevice.open(fs, vm.disks[0]!.flatPath!) }, { device: rdm }];
+    for (let i = 0; i < 100; i++) await applyOp(w, w.next(), targets);
+    await fs.close();
+    await dev.close();
+    await rdm.close();
+    const r = await sanbox("verify-consistency", "--datastore", dsImg, "--vm", "/vm1", rdmImg, "--json");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({ consistent: true, disks: [{ image: "/vm1/vm1-flat.vmdk" }, { image: rdmImg }] });
+    const r2 = await sanbox("verify-consistency", "--datastore", dsImg, "ds:/vm1/vm1-flat.vmdk", rdmImg);
+    expect(r2.out).toMatch(/consistent: the images hold exactly the writes up to sequence 1\d\d/);
   });
 });
