@@ -12,7 +12,7 @@
  *     Both paths are ours; the row shows the control-plane path is not the slow one.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { NbdClient } from "../src/nbd/client.js";
 import { collect, connectArray } from "../src/rpc/array-client.js";
@@ -21,9 +21,7 @@ import type { BenchResult, BenchRow } from "./report.js";
 import { parseSize } from "../src/size.js";
 
 function sanboxBin(): string {
-  const main = join(ROOT, "dist", "src", "cli", "main.js");
-  if (existsSync(main) && readFileSync(main, "utf8").includes("registerArrayServe")) return main;
-  return join(ROOT, "dist", "src", "cli", "array-standalone.js");
+  return join(ROOT, "dist", "src", "cli", "main.js");
 }
 
 interface Daemon {

@@ -8,6 +8,7 @@ type Suite = (argv: string[]) => Promise<BenchResult>;
 const SUITES: Record<string, () => Promise<Suite>> = {
   nbd: async () => (await import("./nbd.js")).run,
   store: async () => (await import("./store.js")).run,
+  array: async () => (await import("./array.js")).run,
 };
 
 async function main(): Promise<void> {

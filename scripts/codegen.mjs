@@ -14,7 +14,7 @@ const bin = (name) => join(root, "node_modules", ".bin", name);
 const outDir = join(root, "src", "rpc", "generated");
 const distDir = join(root, "dist", "src", "rpc", "generated");
 
-const units = [{ proto: "proto/sanbox/array/v1/array.proto", out: "array" }];
+const units = [{ proto: "proto/sanbox/array/v1/array.proto", out: "array" }, { proto: "proto/sanbox/hypervisor/v1/hypervisor.proto", out: "hypervisor" }];
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
@@ -29,7 +29,10 @@ mkdirSync(distDir, { recursive: true });
 for (const u of units) {
   const js = join(outDir, `${u.out}.js`);
   const dts = join(outDir, `${u.out}.d.ts`);
-  run(bin("pbjs"), ["-t", "static-module", "-w", "es6", "--dependency", "protobufjs/minimal.js", "--force-number", "--no-verify", "--no-delimited", "--no-typeurl", "-p", "proto", "-o", js, u.proto]);
+  // Each unit gets its own protobuf.roots entry (-r): static modules assign
+  // `$root.sanbox = …`, so two units sharing the default root would overwrite each
+  // other's namespace and break nested-message decoding of the first one loaded.
+  run(bin("pbjs"), ["-t", "static-module", "-w", "es6", "-r", `sanbox_${u.out}`, "--dependency", "protobufjs/minimal.js", "--force-number", "--no-verify", "--no-delimited", "--no-typeurl", "-p", "proto", "-o", js, u.proto]);
   // int64 fields decode as plain numbers (byte offsets stay below 2^53): with the
   // \`long\` package installed protobufjs would hand out Long objects, and the
   // generated prototypes read util.Long at load time, so switch it off first.

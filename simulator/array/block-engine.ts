@@ -150,12 +150,14 @@ export async function writeTouches(st: StoreState, lun: LunRecord, touches: Touc
 }
 
 export async function readRange(st: StoreState, r: Reader, offset: number, length: number): Promise<Buffer> {
-  const out = Buffer.alloc(length);
+  // Not zero-filled up front: every byte is either read from a slot or zeroed below.
+  const out = Buffer.allocUnsafeSlow(length);
   const file: SlotFile | undefined = length > 0 ? st.pool.fileSync(r.blockSize) : undefined;
   const ops: IoOp[] = [];
   for (const t of splitRange(offset, length, r.blockSize, null)) {
     const v = st.visible(r.line, r.epoch, t.block);
     if (v && v.slot > 0) ops.push({ slot: v.slot, within: t.within, buf: out.subarray(t.srcOff, t.srcOff + t.length) });
+    else out.fill(0, t.srcOff, t.srcOff + t.length);
   }
   if (file) {
     try {

@@ -8,6 +8,8 @@
 import { Command } from "commander";
 import { registerNbd } from "./nbd-command.js";
 import { registerArray } from "./array-command.js";
+import { registerArrayClient, registerArrayInfo } from "./array-client-commands.js";
+import { registerArrayServe } from "./array-serve.js";
 import { registerDatastore, registerVerifyConsistency } from "./datastore-commands.js";
 import { registerDemo } from "./demo-command.js";
 import { runMain } from "./run.js";
@@ -19,7 +21,10 @@ const program = new Command("sanbox")
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
 registerNbd(program);
-registerArray(program);
+const array = registerArray(program);
+registerArrayServe(array);
+registerArrayInfo(array);
+registerArrayClient(program);
 registerDatastore(program);
 registerVerifyConsistency(program);
 registerDemo(program);

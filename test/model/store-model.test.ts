@@ -288,6 +288,15 @@ class Harness {
       const v = st.openVolume({ lun: l.id });
       expect(v.size).toBe(l.data.length);
       expect((await v.read(0, l.data.length)).equals(l.data)).toBe(true);
+      // base:allocation: a hole must read as zeros; every extent is flagged consistently.
+      let pos = 0;
+      for (const e of v.blockStatus(0, l.data.length)) {
+        expect(e.offset).toBe(pos);
+        expect(e.hole).toBe(e.zero);
+        if (e.hole) expect(isZero(l.data.subarray(e.offset, e.offset + e.length))).toBe(true);
+        pos = e.offset + e.length;
+      }
+      expect(pos).toBe(l.data.length);
       const alloc = st.allocatedExtents({ lun: l.id }).extents;
       for (let b = 0; b < l.data.length / BS; b++) {
         if (!isZero(blockOf(l.data, b))) expect(alloc.some((e) => e.offset <= b * BS && b * BS < e.offset + e.length)).toBe(true);
@@ -354,7 +363,8 @@ async function runOps(ops: Op[]): Promise<void> {
   }
 }
 
-const RUNS = Number(process.env.SANBOX_MODEL_RUNS ?? 400);
+// 700 + 350 runs of up to 30-40 steps: ~50 s on 2 cores; raise SANBOX_MODEL_RUNS for soak runs.
+const RUNS = Number(process.env.SANBOX_MODEL_RUNS ?? 700);
 
 describe("block store vs reference model", () => {
   it("random operation sequences", async () => {

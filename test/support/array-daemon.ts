@@ -1,11 +1,7 @@
 /**
  * Start `sanbox array serve` as a user would (a real process on a data
  * directory), run `sanbox` client commands against it, and stop it with SIGTERM.
- *
- * The binary is dist/src/cli/main.js once it registers the array commands, else
- * the interim entry dist/src/cli/array-standalone.js (same commands).
  */
-import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { waitForSocket } from "./wait-socket.js";
@@ -14,9 +10,7 @@ import { TOOL_ENV } from "./tools.js";
 const ROOT = resolve(import.meta.dirname, "..", "..");
 
 export function sanboxBin(): string {
-  const main = join(ROOT, "dist", "src", "cli", "main.js");
-  if (existsSync(main) && readFileSync(main, "utf8").includes("registerArrayServe")) return main;
-  return join(ROOT, "dist", "src", "cli", "array-standalone.js");
+  return join(ROOT, "dist", "src", "cli", "main.js");
 }
 
 export interface ArrayDaemon {

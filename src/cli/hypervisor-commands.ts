@@ -1,0 +1,292 @@
+/**
+ * `sanbox hypervisor serve` (the simulated hypervisor daemon) and `sanbox vm …`
+ * (its client, one HypervisorService call per command).
+ *
+ *   sanbox hypervisor serve [--array ENDPOINT] [--rpc unix:PATH] [--data DIR]
+ *   sanbox vm create NAME --datastore LUN --disk 8G [--disk …] [--rdm LUN …]
+ *   sanbox vm list | show NAME | delete NAME [--force]
+ *   sanbox vm start NAME [--workload dependent] [--rate R] [--seed S]
+ *   sanbox vm status | quiesce [--timeout MS] | resume | stop NAME
+ *
+ * The daemon reaches the array through its gRPC endpoint (--array, else
+ * $SANBOX_ENDPOINT, else the local array's socket; $SANBOX_TOKEN is the bearer
+ * token) and the NBD URIs the array hands out. `vm` commands reach the
+ * hypervisor through --endpoint, else $SANBOX_HYPERVISOR_ENDPOINT, else the
+ * local daemon's socket. Human tables by default, `--json` for data; logs and
+ * errors on stderr (src/cli/run.ts).
+ */
+import { mkdirSync } from "node:fs";
+import { open as openFile, readFile, rm } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Command } from "commander";
+import { FailedPreconditionError, InvalidArgumentError } from "../errors.js";
+import { createLogger, type Logger } from "../log.js";
+import { connectArray } from "../rpc/array-client.js";
+import { formatEndpoint, parseEndpoint, type RpcEndpoint } from "../rpc/endpoint.js";
+import { hv1 } from "../rpc/hypervisor-proto.js";
+import { connectHypervisor, serveHypervisor, type HypervisorClient } from "../rpc/hypervisor-rpc.js";
+import type { Decoded } from "../rpc/methods.js";
+import { formatSize, parseSize } from "../size.js";
+import { ArrayLink, Hypervisor, hypervisorService } from "../../simulator/hypervisor/index.js";
+import { defaultEndpoint as defaultArrayEndpoint } from "./array-paths.js";
+import { formatTable } from "./table.js";
+
+// ------------------------------------------------------------------ paths
+
+export function defaultHypervisorDataDir(): string {
+  const env = process.env.SANBOX_HYPERVISOR_HOME;
+  return env !== undefined && env !== "" ? env : join(homedir(), ".local", "share", "sanbox", "hypervisor");
+}
+
+export function hypervisorSocketPath(dataDir: string): string {
+  return join(dataDir, "hypervisor.sock");
+}
+
+function defaultHypervisorEndpoint(): string {
+  const env = process.env.SANBOX_HYPERVISOR_ENDPOINT;
+  return env !== undefined && env !== "" ? env : `unix:${hypervisorSocketPath(defaultHypervisorDataDir())}`;
+}
+
+function envToken(): { token: string } | Record<string, never> {
+  const t = process.env.SANBOX_TOKEN;
+  return t !== undefined && t !== "" ? { token: t } : {};
+}
+
+// ------------------------------------------------------------------ serve
+
+interface ServeOptions {
+  array?: string;
+  rpc?: string;
+  data?: string;
+  insecure?: boolean;
+}
+
+export function registerHypervisor(program: Command): Command {
+  const hv = program.command("hypervisor").description("the simulated hypervisor (datastores over NBD, VMs, workload, quiesce)");
+  hv.command("serve")
+    .description("run the hypervisor daemon: gRPC HypervisorService; prints its endpoint on stdout")
+    .option("--array <endpoint>", "the array's control endpoint (default: $SANBOX_ENDPOINT or the local array); $SANBOX_TOKEN is its bearer token")
+    .option("--rpc <endpoint>", "control endpoint: unix:PATH, or HOST:PORT with --insecure (default: unix:DATA/hypervisor.sock)")
+    .option("--data <dir>", "state directory (default: $SANBOX_HYPERVISOR_HOME or ~/.local/share/sanbox/hypervisor)")
+    .option("--insecure", "allow plaintext gRPC over TCP")
+    .action(async (o: ServeOptions) => serve(o));
+  return hv;
+}
+
+/** An exclusive pid lock on the state directory; a stale one (dead pid) is taken over. */
+async function lockDir(dir: string): Promise<() => Promise<void>> {
+  const path = join(dir, "serve.pid");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await openFile(path, "wx", 0o644);
+      await fh.writeFile(`${process.pid}\n`);
+      await fh.close();
+      return () => rm(path, { force: true });
+    } catch (e: unknown) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const pid = Number((await readFile(path, "utf8").catch(() => "")).trim());
+      let alive = false;
+      try {
+        if (Number.isInteger(pid) && pid > 0) {
+          process.kill(pid, 0);
+          alive = true;
+        }
+      } catch {
+        alive = false;
+      }
+      if (alive) throw new FailedPreconditionError(`another hypervisor (pid ${pid}) is serving ${dir}`);
+      await rm(path, { force: true });
+    }
+  }
+  throw new FailedPreconditionError(`cannot lock ${dir}`);
+}
+
+async function serve(o: ServeOptions): Promise<void> {
+  const log = createLogger("hypervisor");
+  const dir = resolve(o.data ?? defaultHypervisorDataDir());
+  mkdirSync(dir, { recursive: true });
+  const ep: RpcEndpoint = o.rpc !== undefined ? parseEndpoint(o.rpc) : { kind: "unix", path: hypervisorSocketPath(dir) };
+  if (ep.kind === "tcp" && o.insecure !== true) throw new InvalidArgumentError("gRPC over TCP needs --insecure (the hypervisor serves no TLS)");
+  const unlock = await lockDir(dir);
+  const link = new ArrayLink(connectArray({ endpoint: o.array ?? defaultArrayEndpoint(), ...envToken() }));
+  let hv: Hypervisor | undefined;
+  let rpc: Awaited<ReturnType<typeof serveHypervisor>> | undefined;
+  try {
+    await link.array.getArrayInfo({}, { timeoutMs: 10_000 });
+    hv = await Hypervisor.start(link, dir, log);
+    rpc = await serveHypervisor(hypervisorService(hv), { endpoint: ep, insecure: o.insecure === true, log: log.child("rpc") });
+  } catch (e: unknown) {
+    await hv?.close();
+    link.close();
+    await unlock();
+    throw e;
+  }
+  process.stdout.write(`rpc ${formatEndpoint(rpc.endpoint)}\n`);
+  log.info(`serving ${dir}: rpc ${formatEndpoint(rpc.endpoint)}, array ${formatEndpoint(link.array.endpoint)}`);
+  await waitForSignal(log);
+  await rpc.close();
+  await hv.close();
+  link.close();
+  await unlock();
+  log.info("stopped");
+}
+
+function waitForSignal(log: Logger): Promise<void> {
+  return new Promise<void>((res) => {
+    const stop = (sig: string): void => {
+      log.info(`${sig} received`);
+      res();
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+  });
+}
+
+// ------------------------------------------------------------------ vm client
+
+interface Common {
+  endpoint?: string;
+  json?: boolean;
+}
+
+function withCommon(cmd: Command): Command {
+  return cmd
+    .option("--endpoint <endpoint>", "hypervisor endpoint: unix:PATH or HOST:PORT (default: $SANBOX_HYPERVISOR_ENDPOINT or the local daemon)")
+    .option("--json", "machine-readable output");
+}
+
+async function using<T>(o: Common, fn: (c: HypervisorClient) => Promise<T>): Promise<T> {
+  const c = connectHypervisor({ endpoint: o.endpoint ?? defaultHypervisorEndpoint(), ...envToken() });
+  try {
+    return await fn(c);
+  } finally {
+    c.close();
+  }
+}
+
+type Vm = Decoded<hv1.IVm>;
+type Status = Decoded<hv1.IWorkloadStatus>;
+
+function plainVm(v: Vm): Record<string, unknown> {
+  return hv1.Vm.toObject(v as hv1.Vm, { defaults: true, arrays: true, enums: String });
+}
+function plainStatus(s: Status): Record<string, unknown> {
+  return hv1.WorkloadStatus.toObject(s as hv1.WorkloadStatus, { defaults: true, enums: String });
+}
+
+function stateName(s: Status | undefined): string {
+  if (s === undefined) return "-";
+  const name = hv1.WorkloadState[s.state] ?? "UNKNOWN";
+  return `${name.toLowerCase()}${s.quiesced ? " (quiesced)" : ""}`;
+}
+
+function statusLine(s: Status): string {
+  const rate = s.rate === 0 ? "unlimited" : `${s.rate}/s`;
+  return `${s.vm}: ${stateName(s)}, workload ${s.workload === "" ? "-" : s.workload}, seed ${s.seed}, rate ${rate}, acknowledged ${s.acknowledgedSeq} (${s.writes} writes, ${s.trims} trims, ${s.grows} grows)${s.error !== "" ? `, error: ${s.error}` : ""}\n`;
+}
+
+function vmDetails(v: Vm): string {
+  const head = `${v.name}: ${v.vmxPath} on datastore ${v.datastoreLunName} (${v.datastoreLunId})\n`;
+  const rows = v.disks.map((d) => [
+    d.slot,
+    d.kind === hv1.DiskKind.VMDK ? "vmdk" : "rdm",
+    formatSize(d.capacityBytes),
+    d.kind === hv1.DiskKind.VMDK ? d.flatPath : `${d.rdmNaa} (LUN ${d.rdmLunName === "" ? "not found" : d.rdmLunName})`,
+  ]);
+  return head + formatTable(["SLOT", "KIND", "CAPACITY", "BACKING"], rows) + (v.workload ? statusLine(v.workload) : "");
+}
+
+function collectOpt(value: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), value];
+}
+
+function parseIntOpt(what: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${what} "${text}" is not a non-negative integer`);
+  return n;
+}
+
+export function registerVm(program: Command): Command {
+  const vm = program.command("vm").description("VMs on the simulated hypervisor");
+
+  withCommon(vm.command("create <name>"))
+    .description("create a VM on a datastore LUN (formatted first if blank): VMDKs (--disk, scsi0:0…) then RDMs (--rdm)")
+    .requiredOption("--datastore <lun>", "the datastore LUN (name or id)")
+    .option("--disk <size>", "a virtual disk of this size (e.g. 8G); repeat for more", collectOpt)
+    .option("--rdm <lun>", "a physical RDM of this array LUN (name or id); repeat for more", collectOpt)
+    .action(async (name: string, o: Common & { datastore: string; disk?: string[]; rdm?: string[] }) => {
+      const disks: hv1.IDiskSpec[] = [
+        ...(o.disk ?? []).map((s) => ({ kind: hv1.DiskKind.VMDK, capacityBytes: parseSize(s) })),
+        ...(o.rdm ?? []).map((lun) => ({ kind: hv1.DiskKind.RDM, lun })),
+      ];
+      if (disks.length === 0) throw new InvalidArgumentError("give at least one --disk or --rdm");
+      const v = await using(o, (c) => c.createVm({ name, datastoreLun: o.datastore, disks }));
+      process.stdout.write(o.json === true ? `${JSON.stringify(plainVm(v), null, 2)}\n` : vmDetails(v));
+    });
+
+  withCommon(vm.command("list"))
+    .description("every VM on the hypervisor's datastores")
+    .action(async (o: Common) => {
+      const r = await using(o, (c) => c.listVms({}));
+      if (o.json === true) {
+        process.stdout.write(`${JSON.stringify(r.vms.map(plainVm), null, 2)}\n`);
+        return;
+      }
+      const rows = r.vms.map((v) => [v.name, v.datastoreLunName, String(v.disks.length), stateName(v.workload), String(v.workload?.acknowledgedSeq ?? 0)]);
+      process.stdout.write(formatTable(["NAME", "DATASTORE", "DISKS", "WORKLOAD", "ACKED"], rows));
+    });
+
+  withCommon(vm.command("show <name>"))
+    .description("a VM's files, disks and workload")
+    .action(async (name: string, o: Common) => {
+      const v = await using(o, (c) => c.getVm({ name }));
+      process.stdout.write(o.json === true ? `${JSON.stringify(plainVm(v), null, 2)}\n` : vmDetails(v));
+    });
+
+  withCommon(vm.command("delete <name>"))
+    .description("remove the VM directory from its datastore (RDM LUNs are left alone)")
+    .option("--force", "stop a running workload first")
+    .action(async (name: string, o: Common & { force?: boolean }) => {
+      await using(o, (c) => c.deleteVm({ name, force: o.force === true }));
+      process.stdout.write(o.json === true ? `${JSON.stringify({ deleted: name })}\n` : `deleted ${name}\n`);
+    });
+
+  const statusOut = (o: Common, s: Status): void => {
+    process.stdout.write(o.json === true ? `${JSON.stringify(plainStatus(s), null, 2)}\n` : statusLine(s));
+  };
+
+  withCommon(vm.command("start <name>"))
+    .description("start (or continue) the VM's guest workload")
+    .option("--workload <kind>", "the workload: dependent (a dependent-write chain across every disk)", "dependent")
+    .option("--rate <ops>", "operations per second (0: as fast as acknowledged)", "0")
+    .option("--seed <n>", "workload seed (default: continue the VM's chain, else random)")
+    .action(async (name: string, o: Common & { workload: string; rate: string; seed?: string }) => {
+      const rate = Number(o.rate);
+      if (!Number.isFinite(rate) || rate < 0) throw new InvalidArgumentError(`--rate "${o.rate}" is not a non-negative number`);
+      const seed = o.seed !== undefined ? parseIntOpt("--seed", o.seed) : undefined;
+      statusOut(o, await using(o, (c) => c.startWorkload({ vm: name, workload: o.workload, rate, ...(seed !== undefined ? { seed } : {}) })));
+    });
+
+  withCommon(vm.command("stop <name>"))
+    .description("stop the workload: the write in flight completes, disks are flushed")
+    .action(async (name: string, o: Common) => statusOut(o, await using(o, (c) => c.stopWorkload({ vm: name }))));
+
+  withCommon(vm.command("status <name>"))
+    .description("the workload state and its acknowledged sequence number")
+    .action(async (name: string, o: Common) => statusOut(o, await using(o, (c) => c.getWorkloadStatus({ vm: name }))));
+
+  withCommon(vm.command("quiesce <name>"))
+    .description("hold new guest writes, finish and flush the ones in flight (idempotent); on timeout the VM resumes and this fails")
+    .option("--timeout <ms>", "give up (and resume) after this many milliseconds", "10000")
+    .action(async (name: string, o: Common & { timeout: string }) => {
+      const timeoutMs = parseIntOpt("--timeout", o.timeout);
+      statusOut(o, await using(o, (c) => c.quiesceVm({ vm: name, timeoutMs }, { timeoutMs: timeoutMs + 5000 })));
+    });
+
+  withCommon(vm.command("resume <name>"))
+    .description("release the guest writes held by quiesce (idempotent)")
+    .action(async (name: string, o: Common) => statusOut(o, await using(o, (c) => c.resumeVm({ vm: name }))));
+
+  return vm;
+}

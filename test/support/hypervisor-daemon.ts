@@ -1,0 +1,71 @@
+/**
+ * Start `sanbox hypervisor serve` as a user would, against a running array
+ * daemon, run `sanbox vm …` commands against it, and stop it with SIGTERM.
+ *
+ * The binary is dist/src/cli/main.js once it registers the hypervisor commands,
+ * else the interim entry dist/src/cli/hypervisor-standalone.js.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { execa } from "execa";
+import { connectHypervisor, type HypervisorClient } from "../../src/rpc/hypervisor-rpc.js";
+import { TOOL_ENV } from "./tools.js";
+
+const ROOT = resolve(import.meta.dirname, "..", "..");
+
+export function hypervisorBin(): string {
+  const main = join(ROOT, "dist", "src", "cli", "main.js");
+  if (existsSync(main) && readFileSync(main, "utf8").includes("registerHypervisor")) return main;
+  return join(ROOT, "dist", "src", "cli", "hypervisor-standalone.js");
+}
+
+export interface HypervisorDaemon {
+  endpoint: string;
+  client: HypervisorClient;
+  cli(args: readonly string[], opts?: { reject?: boolean }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  json(args: readonly string[]): Promise<unknown>;
+  stop(): Promise<void>;
+  stderr(): string;
+}
+
+export async function startHypervisor(dataDir: string, arrayEndpoint: string): Promise<HypervisorDaemon> {
+  const bin = hypervisorBin();
+  let err = "";
+  const proc = execa("node", [bin, "hypervisor", "serve", "--array", arrayEndpoint, "--data", dataDir], {
+    env: { ...TOOL_ENV, SANBOX_LOG: "warn" },
+    reject: false,
+    buffer: false,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  proc.stderr.on("data", (d: Buffer) => (err += d.toString()));
+  const endpoint = await new Promise<string>((res, rej) => {
+    let out = "";
+    proc.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /^rpc (\S+)$/m.exec(out);
+      if (m?.[1] !== undefined) res(m[1]);
+    });
+    void proc.then(() => rej(new Error(`hypervisor serve exited early: ${err}`)));
+  });
+  const client = connectHypervisor({ endpoint });
+  const cli: HypervisorDaemon["cli"] = async (args, opts = {}) => {
+    const r = await execa("node", [bin, ...args, "--endpoint", endpoint], { env: { ...TOOL_ENV, SANBOX_LOG: "warn" }, reject: false });
+    const res = { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
+    if ((opts.reject ?? true) && res.exitCode !== 0) throw new Error(`sanbox ${args.join(" ")} failed (${res.exitCode}): ${res.stderr}`);
+    return res;
+  };
+  return {
+    endpoint,
+    client,
+    cli,
+    json: async (args) => JSON.parse((await cli([...args, "--json"])).stdout) as unknown,
+    stop: async () => {
+      client.close();
+      proc.kill("SIGTERM");
+      const r = await proc;
+      if (r.exitCode !== 0) throw new Error(`hypervisor serve exited with ${r.exitCode ?? r.signal}: ${err}`);
+    },
+    stderr: () => err,
+  };
+}
