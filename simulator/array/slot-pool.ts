@@ -143,6 +143,13 @@ export class SlotPool {
     this.fileSync(blockSize).pending.push({ slot, seq });
   }
 
+  /** Slots waiting for a sync before they can be reused. */
+  pendingCount(): number {
+    let n = 0;
+    for (const f of this.files.values()) n += f.pending.length;
+    return n;
+  }
+
   /** Which pending slots a sync starting now will cover. */
   pendingMarks(): Map<number, number> {
     const m = new Map<number, number>();

@@ -8,7 +8,7 @@
  * blocks run in arrival order (range lock); every mutation passes the LUN's I/O
  * gate so a (group) snapshot waits for it to finish and holds it entirely or not at all.
  */
-import { InvalidArgumentError, OutOfRangeError, ReadOnlyError } from "../../src/errors.js";
+import { InvalidArgumentError, NoSpaceError, OutOfRangeError, ReadOnlyError } from "../../src/errors.js";
 import { dataBlocks, readRange, splitRange, writeTouches } from "./block-engine.js";
 import type { IoGate } from "./io-gate.js";
 import type { RangeLock } from "./range-lock.js";
@@ -110,7 +110,14 @@ export class Volume {
       const bs = lun.blockSize;
       const release = await this.hooks.lock(lun.id).acquire(Math.floor(offset / bs), Math.ceil((offset + length) / bs));
       try {
-        await writeTouches(this.st, this.st.lun(this.id), splitRange(offset, length, bs, src));
+        try {
+          await writeTouches(this.st, this.st.lun(this.id), splitRange(offset, length, bs, src));
+        } catch (e) {
+          // A full pool may only be waiting for a sync to reuse freed slots: sync once, retry once.
+          if (!(e instanceof NoSpaceError) || this.st.pool.pendingCount() === 0) throw e;
+          await this.hooks.durable();
+          await writeTouches(this.st, this.st.lun(this.id), splitRange(offset, length, bs, src));
+        }
       } finally {
         release();
       }

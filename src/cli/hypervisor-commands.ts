@@ -265,6 +265,7 @@ export function registerVm(program: Command): Command {
       const rate = Number(o.rate);
       if (!Number.isFinite(rate) || rate < 0) throw new InvalidArgumentError(`--rate "${o.rate}" is not a non-negative number`);
       const seed = o.seed !== undefined ? parseIntOpt("--seed", o.seed) : undefined;
+      if (seed !== undefined && seed > 0xffff_ffff) throw new InvalidArgumentError(`--seed ${seed} does not fit in 32 bits`);
       statusOut(o, await using(o, (c) => c.startWorkload({ vm: name, workload: o.workload, rate, ...(seed !== undefined ? { seed } : {}) })));
     });
 

@@ -83,7 +83,7 @@ function definition(): ServiceDefinition {
       originalName: m.name,
     };
   }
-  return def as ServiceDefinition;
+  return def;
 }
 
 export const HYPERVISOR_SERVICE: ServiceDefinition = definition();

@@ -6,8 +6,9 @@
  *    returned) is there, or a write issued after it on the same sectors;
  *  - no sector holds anything but a value some write put there (no torn or stale data);
  *  - regions of earlier runs are exactly as they were after the previous check;
- *  - every snapshot that existed reads back with the same SHA-256 as when it was
- *    taken (snapshots the child was deleting may be gone);
+ *  - every snapshot (single or group member) that existed reads back with the same
+ *    SHA-256 as when it was taken (snapshots the child was deleting may be gone);
+ *  - no incomplete group snapshot survives (RBD-style intent recovery on open);
  *  - the deep invariant checker passes.
  */
 import { spawn, spawnSync } from "node:child_process";
@@ -18,7 +19,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ArrayStore } from "../../simulator/array/index.js";
-import { LUN_NAME, LUN_SIZE, SECTOR, sectorContent } from "../../simulator/array/testing/crash-protocol.js";
+import { LUN_B, LUN_NAME, LUN_SIZE, SECTOR, sectorContent } from "../../simulator/array/testing/crash-protocol.js";
 
 const ROOT = join(import.meta.dirname, "../..");
 // Compiled privately (not into dist/, which a concurrent `npm run build` may be rewriting);
@@ -112,7 +113,11 @@ describe("block store survives kill -9", () => {
           if (r === run) continue;
           expect((await vol.read(r * REGION, REGION)).equals(content), `region of run ${r} changed`).toBe(true);
         }
-        const present = new Set(store.listSnapshots({ lun: LUN_NAME }).map((s) => s.id));
+        const present = new Set([...store.listSnapshots({ lun: LUN_NAME }), ...store.listSnapshots({ lun: LUN_B })].map((s) => s.id));
+        // A group cut interrupted by the kill leaves no incomplete group and no orphan member.
+        const report0 = await store.check();
+        expect(report0.stats.groups).toBe(store.listGroupSnapshots().length);
+        for (const g of store.listGroupSnapshots()) expect(g.members.map((m) => m.lunId).sort()).toEqual([store.getLun(LUN_NAME).id, store.getLun(LUN_B).id].sort());
         for (const [id, sha] of snaps) {
           if (!present.has(id)) {
             expect(deleting.has(id), `snapshot ${id} vanished`).toBe(true);

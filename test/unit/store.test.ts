@@ -88,6 +88,19 @@ describe("ArrayStore", () => {
     expect((await store.check()).ok).toBe(true);
   });
 
+  it("reuses trimmed space on a full pool without an explicit flush", async () => {
+    await store.close();
+    store = await ArrayStore.open(dir, { strict: true, capacityBytes: 64 * KiB });
+    await store.createLun({ name: "a", size: MiB, blockSize: 4 * KiB });
+    const v = store.openVolume({ lun: "a" });
+    await v.write(0, pattern(64 * KiB, 1));
+    await v.trim(0, 64 * KiB); // freed slots are pending until a sync
+    await v.write(128 * KiB, pattern(64 * KiB, 2));
+    expect((await v.read(128 * KiB, 64 * KiB)).equals(pattern(64 * KiB, 2))).toBe(true);
+    expect((await v.read(0, 64 * KiB)).equals(Buffer.alloc(64 * KiB))).toBe(true);
+    expect((await store.check()).ok).toBe(true);
+  });
+
   it("snapshots, revert, clone, CBT, reclaim", async () => {
     await store.createLun({ name: "a", size: MiB, blockSize: 4 * KiB });
     const v = store.openVolume({ lun: "a" });

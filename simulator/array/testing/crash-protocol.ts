@@ -1,6 +1,8 @@
 /** Shared constants of the crash test's child writer and its parent (see crash-writer.ts). */
 export const SECTOR = 512;
 export const LUN_NAME = "crash";
+/** Second LUN, only so that group snapshots (and their crash recovery) are exercised. */
+export const LUN_B = "crash-b";
 export const LUN_SIZE = 8 * 1024 * 1024;
 export const LUN_BLOCK = 16 * 1024;
 export const WORKERS = 4;

@@ -11,7 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import { ArrayStore } from "../array-store.js";
-import { LUN_BLOCK, LUN_NAME, LUN_SIZE, SECTOR, WORKERS, sectorContent } from "./crash-protocol.js";
+import { LUN_B, LUN_BLOCK, LUN_NAME, LUN_SIZE, SECTOR, WORKERS, sectorContent } from "./crash-protocol.js";
 
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
@@ -37,12 +37,18 @@ async function main(): Promise<void> {
   };
   const store = await ArrayStore.open(dir);
   await store.createLun({ name: LUN_NAME, size: LUN_SIZE, blockSize: LUN_BLOCK });
+  await store.createLun({ name: LUN_B, size: LUN_SIZE, blockSize: LUN_BLOCK });
   const vol = store.openVolume({ lun: LUN_NAME });
   // Keep the snapshot count bounded across runs: drop all but the newest few.
-  const old = store.listSnapshots({ lun: LUN_NAME });
+  const old = store.listSnapshots({ lun: LUN_NAME }).filter((s) => s.groupId === null);
   for (const s of old.slice(0, Math.max(0, old.length - 4))) {
     out(`DELETING ${s.id}`);
     await store.deleteSnapshot(s.id);
+  }
+  const groups = store.listGroupSnapshots();
+  for (const g of groups.slice(0, Math.max(0, groups.length - 2))) {
+    for (const m of g.members) out(`DELETING ${m.id}`);
+    await store.deleteGroupSnapshot(g.id);
   }
   out("READY");
   let seq = 0;
@@ -75,8 +81,19 @@ async function main(): Promise<void> {
   const snapper = async (): Promise<void> => {
     let n = 0;
     const mine: string[] = [];
+    const b = store.openVolume({ lun: LUN_B });
     for (;;) {
       await new Promise((r) => setTimeout(r, 10 + rand() * 40));
+      if (rand() < 0.3) {
+        // Group snapshot of both LUNs: a kill between its intent and its cut must leave no trace.
+        await b.write(Math.floor(rand() * (LUN_SIZE / SECTOR)) * SECTOR, sectorContent(run, ++seq, 0), { fua: true });
+        const g = await store.createGroupSnapshot({ name: `r${run}-g${n++}`, luns: [LUN_NAME, LUN_B] });
+        for (const m of g.members) {
+          const data = await store.openVolume({ snapshot: m.id }).read(0, m.size);
+          out(`SNAP ${m.id} ${createHash("sha256").update(data).digest("hex")}`);
+        }
+        continue;
+      }
       const snap = await store.createSnapshot({ lun: LUN_NAME, name: `r${run}-s${n++}` });
       const data = await store.openVolume({ snapshot: snap.id }).read(0, snap.size);
       out(`SNAP ${snap.id} ${createHash("sha256").update(data).digest("hex")}`);
