@@ -12,7 +12,8 @@
  * $SANBOX_ENDPOINT, else the local array's socket; $SANBOX_TOKEN is the bearer
  * token) and the NBD URIs the array hands out. `vm` commands reach the
  * hypervisor through --endpoint, else $SANBOX_HYPERVISOR_ENDPOINT, else the
- * local daemon's socket. Human tables by default, `--json` for data; logs and
+ * local daemon's socket ($SANBOX_HYPERVISOR_TOKEN is the bearer token when the
+ * daemon runs with --token-file). Human tables by default, `--json` for data; logs and
  * errors on stderr (src/cli/run.ts).
  */
 import { mkdirSync } from "node:fs";
@@ -20,9 +21,10 @@ import { open as openFile, readFile, rm } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
-import { FailedPreconditionError, InvalidArgumentError } from "../errors.js";
+import { FailedPreconditionError, InvalidArgumentError, errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { connectArray } from "../rpc/array-client.js";
+import { parseTokenFile } from "../rpc/auth.js";
 import { formatEndpoint, parseEndpoint, type RpcEndpoint } from "../rpc/endpoint.js";
 import { hv1 } from "../rpc/hypervisor-proto.js";
 import { connectHypervisor, serveHypervisor, type HypervisorClient } from "../rpc/hypervisor-rpc.js";
@@ -57,6 +59,7 @@ function envToken(): { token: string } | Record<string, never> {
 
 interface ServeOptions {
   array?: string;
+  tokenFile?: string;
   rpc?: string;
   data?: string;
   insecure?: boolean;
@@ -69,6 +72,7 @@ export function registerHypervisor(program: Command): Command {
     .option("--array <endpoint>", "the array's control endpoint (default: $SANBOX_ENDPOINT or the local array); $SANBOX_TOKEN is its bearer token")
     .option("--rpc <endpoint>", "control endpoint: unix:PATH, or HOST:PORT with --insecure (default: unix:DATA/hypervisor.sock)")
     .option("--data <dir>", "state directory (default: $SANBOX_HYPERVISOR_HOME or ~/.local/share/sanbox/hypervisor)")
+    .option("--token-file <file>", "require this bearer token (first line of the file) on every call; clients send $SANBOX_HYPERVISOR_TOKEN")
     .option("--insecure", "allow plaintext gRPC over TCP")
     .action(async (o: ServeOptions) => serve(o));
   return hv;
@@ -108,6 +112,16 @@ async function serve(o: ServeOptions): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const ep: RpcEndpoint = o.rpc !== undefined ? parseEndpoint(o.rpc) : { kind: "unix", path: hypervisorSocketPath(dir) };
   if (ep.kind === "tcp" && o.insecure !== true) throw new InvalidArgumentError("gRPC over TCP needs --insecure (the hypervisor serves no TLS)");
+  let token: string | undefined;
+  if (o.tokenFile !== undefined) {
+    const file = o.tokenFile;
+    token = parseTokenFile(
+      await readFile(file, "utf8").catch((e: unknown) => {
+        throw new InvalidArgumentError(`cannot read token file ${file}: ${errorMessage(e)}`);
+      }),
+    );
+    if (token === undefined) throw new InvalidArgumentError(`token file ${file} is empty`);
+  }
   const unlock = await lockDir(dir);
   const link = new ArrayLink(connectArray({ endpoint: o.array ?? defaultArrayEndpoint(), ...envToken() }));
   let hv: Hypervisor | undefined;
@@ -115,7 +129,7 @@ async function serve(o: ServeOptions): Promise<void> {
   try {
     await link.array.getArrayInfo({}, { timeoutMs: 10_000 });
     hv = await Hypervisor.start(link, dir, log);
-    rpc = await serveHypervisor(hypervisorService(hv), { endpoint: ep, insecure: o.insecure === true, log: log.child("rpc") });
+    rpc = await serveHypervisor(hypervisorService(hv), { endpoint: ep, insecure: o.insecure === true, log: log.child("rpc"), ...(token !== undefined ? { token } : {}) });
   } catch (e: unknown) {
     await hv?.close();
     link.close();
@@ -157,7 +171,8 @@ function withCommon(cmd: Command): Command {
 }
 
 async function using<T>(o: Common, fn: (c: HypervisorClient) => Promise<T>): Promise<T> {
-  const c = connectHypervisor({ endpoint: o.endpoint ?? defaultHypervisorEndpoint(), ...envToken() });
+  const t = process.env.SANBOX_HYPERVISOR_TOKEN;
+  const c = connectHypervisor({ endpoint: o.endpoint ?? defaultHypervisorEndpoint(), ...(t !== undefined && t !== "" ? { token: t } : {}) });
   try {
     return await fn(c);
   } finally {
