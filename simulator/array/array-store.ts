@@ -15,6 +15,7 @@
  * throws CorruptError on the first violation (tests use it).
  */
 import { mkdir } from "node:fs/promises";
+import { BufferPool } from "../../src/nbd/buffer-pool.js";
 import {
   AlreadyExistsError,
   CorruptError,
@@ -108,6 +109,8 @@ export class ArrayStore {
   private syncDone = 0;
   private syncing: Promise<void> | null = null;
   private closed = false;
+  /** Recycled read buffers (Volume.readSparse): no fresh 256 KiB+ allocation and GC per read. */
+  private readonly readBuffers = new BufferPool(64 * 1024 * 1024);
 
   private constructor(st: StoreState, strict: boolean) {
     this.st = st;
@@ -614,7 +617,7 @@ export class ArrayStore {
 
   /** An I/O handle on a LUN (read-write) or a snapshot (read-only). */
   openVolume(target: VolumeTarget): Volume {
-    return new Volume(this.st, { gate: (id) => this.gate(id), lock: (id) => this.lock(id), durable: () => this.durable() }, target);
+    return new Volume(this.st, { gate: (id) => this.gate(id), lock: (id) => this.lock(id), durable: () => this.durable(), buffers: this.readBuffers }, target);
   }
 
   poolInfo(): PoolInfo {

@@ -17,8 +17,7 @@
  */
 import { IoError, SanboxError } from "../../src/errors.js";
 import type { LunRecord } from "./records.js";
-import type { Reader, StoreState } from "./store-state.js";
-import type { SlotFile } from "./slot-pool.js";
+import type { Reader, StoreState, Visible } from "./store-state.js";
 
 /** One block's share of a request. `src` is null for zeros; `srcOff` indexes into it. */
 export interface Touch {
@@ -89,9 +88,36 @@ export async function writeTouches(st: StoreState, lun: LunRecord, touches: Touc
   const bs = lun.blockSize;
   const file = st.pool.fileSync(bs);
   const plans: Plan[] = [];
+  const first = touches[0];
+  const last = touches[touches.length - 1];
+  if (first === undefined || last === undefined) return;
+  // One range scan for the request: newest entry <= E (the live one if above F)
+  // and newest <= F (what the live LUN sees below its live interval).
+  const b0 = first.block;
+  const b1 = last.block + 1;
+  const scan = st.meta.latestRange(L, b0, b1, [E, F], 4 * (b1 - b0) + 16);
+  let below: (Visible | undefined)[] | null = null; // parent view, computed on first need
   for (const t of touches) {
-    const cur = st.meta.latest(L, t.block, E, F);
-    const visSlot = cur ? cur.slot : (st.visible(L, F, t.block)?.slot ?? 0);
+    let cur: { epoch: number; slot: number } | undefined;
+    let visSlot: number;
+    if (scan) {
+      const top = scan[0]?.[t.block - b0];
+      cur = top && top.epoch > F ? top : undefined;
+      const low = scan[1]?.[t.block - b0];
+      if (cur) visSlot = cur.slot;
+      else if (low) visSlot = low.slot;
+      else {
+        const parent = st.line(L).parent;
+        if (!parent) visSlot = 0;
+        else {
+          below ??= st.visibleRange(parent.line, parent.epoch, b0, b1);
+          visSlot = below[t.block - b0]?.slot ?? 0;
+        }
+      }
+    } else {
+      cur = st.meta.latest(L, t.block, E, F);
+      visSlot = cur ? cur.slot : (st.visible(L, F, t.block)?.slot ?? 0);
+    }
     const full = t.within === 0 && t.length === bs;
     let action: Action;
     if (t.src === null && visSlot === 0) action = "skip";
@@ -149,24 +175,74 @@ export async function writeTouches(st: StoreState, lun: LunRecord, touches: Touc
   });
 }
 
-export async function readRange(st: StoreState, r: Reader, offset: number, length: number): Promise<Buffer> {
-  // Not zero-filled up front: every byte is either read from a slot or zeroed below.
-  const out = Buffer.allocUnsafeSlow(length);
-  const file: SlotFile | undefined = length > 0 ? st.pool.fileSync(r.blockSize) : undefined;
+/**
+ * Reads [offset, offset+length) of reader `r` into `out` (length bytes). Returns,
+ * per block of the range, whether it holds data (false: zeros, `out` zero-filled
+ * there only when `fillZeros`). One mapping scan per line for the whole request;
+ * reads of consecutive slots are merged into one pread.
+ */
+async function readInto(st: StoreState, r: Reader, offset: number, length: number, out: Uint8Array, fillZeros: boolean): Promise<boolean[]> {
+  const bs = r.blockSize;
+  const touches = splitRange(offset, length, bs, null);
+  const first = touches[0];
+  if (first === undefined) return [];
+  const vis = st.visibleRange(r.line, r.epoch, first.block, first.block + touches.length);
   const ops: IoOp[] = [];
-  for (const t of splitRange(offset, length, r.blockSize, null)) {
-    const v = st.visible(r.line, r.epoch, t.block);
-    if (v && v.slot > 0) ops.push({ slot: v.slot, within: t.within, buf: out.subarray(t.srcOff, t.srcOff + t.length) });
-    else out.fill(0, t.srcOff, t.srcOff + t.length);
+  const data: boolean[] = [];
+  for (let i = 0; i < touches.length; i++) {
+    const t = touches[i] as Touch;
+    const v = vis[i];
+    if (v && v.slot > 0) {
+      ops.push({ slot: v.slot, within: t.within, buf: out.subarray(t.srcOff, t.srcOff + t.length) });
+      data.push(true);
+    } else {
+      if (fillZeros) out.fill(0, t.srcOff, t.srcOff + t.length);
+      data.push(false);
+    }
   }
-  if (file) {
+  if (ops.length > 0) {
+    const file = st.pool.fileSync(bs);
     try {
-      await Promise.all(mergeOps(ops, r.blockSize).map((op) => file.read(op.slot, op.buf, op.within)));
+      const merged = mergeOps(ops, bs);
+      if (merged.length === 1) {
+        const op = merged[0] as IoOp;
+        await file.read(op.slot, op.buf, op.within);
+      } else await Promise.all(merged.map((op) => file.read(op.slot, op.buf, op.within)));
     } catch (e) {
       throw new IoError(`read failed`, { cause: e });
     }
   }
+  return data;
+}
+
+export async function readRange(st: StoreState, r: Reader, offset: number, length: number): Promise<Buffer> {
+  // Not zero-filled up front: every byte is either read from a slot or zeroed.
+  const out = Buffer.allocUnsafeSlow(length);
+  await readInto(st, r, offset, length, out, true);
   return out;
+}
+
+/** A piece of a sparse read: data (a view of `buf`) or a hole of zeros. Offsets are absolute. */
+export type SparseRun = { offset: number; length: number; hole: boolean };
+
+/**
+ * Reads into `buf` (at least `length` bytes) and describes the range as runs of
+ * data and holes (unmapped or zero blocks, whose bytes in `buf` are left as is).
+ */
+export async function readSparseInto(st: StoreState, r: Reader, offset: number, length: number, buf: Uint8Array): Promise<SparseRun[]> {
+  const data = await readInto(st, r, offset, length, buf, false);
+  const runs: SparseRun[] = [];
+  const bs = r.blockSize;
+  let pos = offset;
+  const stop = offset + length;
+  for (const isData of data) {
+    const end = Math.min(stop, (Math.floor(pos / bs) + 1) * bs);
+    const last = runs[runs.length - 1];
+    if (last && last.hole === !isData) last.length += end - pos;
+    else runs.push({ offset: pos, length: end - pos, hole: !isData });
+    pos = end;
+  }
+  return runs;
 }
 
 /** Blocks in [b0, b1) whose content (for reader r) is data, sorted. Cost: O(entries in range). */

@@ -61,6 +61,31 @@ export class MetaDb {
     return undefined;
   }
 
+  /**
+   * Batched `latest` over the blocks [b0, b1) of `line`: one range scan instead of
+   * one LMDB cursor per block. For each bound in `maxEpochs`, result[k][b - b0] is
+   * the newest entry of block b with epoch <= maxEpochs[k] (undefined if none).
+   * Returns null when the range holds more than `cap` entries (long per-block
+   * histories): callers then fall back to per-block `latest`, so a dense history
+   * never costs more than about twice the per-block path.
+   */
+  latestRange(line: number, b0: number, b1: number, maxEpochs: readonly number[], cap: number): ({ epoch: number; slot: number } | undefined)[][] | null {
+    const n = b1 - b0;
+    const out: ({ epoch: number; slot: number } | undefined)[][] = maxEpochs.map(() => new Array<{ epoch: number; slot: number } | undefined>(n).fill(undefined));
+    let count = 0;
+    for (const { key, value } of this.maps.getRange({ start: [line, b0], end: [line, b1], limit: cap + 1 })) {
+      if (++count > cap) return null;
+      const i = key[1] - b0;
+      const epoch = key[2];
+      // Entries of one block come in ascending epoch order: the last match wins.
+      for (let k = 0; k < maxEpochs.length; k++) {
+        const row = out[k];
+        if (row !== undefined && epoch <= (maxEpochs[k] as number)) row[i] = { epoch, slot: value };
+      }
+    }
+    return out;
+  }
+
   putEntry(line: number, block: number, epoch: number, slot: number): void {
     this.maps.putSync([line, block, epoch], slot);
     this.wset.putSync([line, epoch, block], slot);

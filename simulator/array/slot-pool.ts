@@ -11,6 +11,7 @@
  * The free list is not persisted: on open it is rebuilt from the mappings
  * (slots up to the highest referenced one, minus those referenced).
  */
+import { read as fsRead, write as fsWrite } from "node:fs";
 import { open as fsOpen, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { NoSpaceError } from "../../src/errors.js";
@@ -38,25 +39,46 @@ export class SlotFile {
     return (slot - 1) * this.blockSize;
   }
 
-  async write(slot: number, data: Uint8Array, within = 0): Promise<void> {
+  /**
+   * One positioned write at slot `slot` (+ `within`); `data` may span several
+   * consecutive slots. Uses the fd callback API: one threadpool request and one
+   * promise per call (FileHandle's promise API costs noticeably more per call).
+   */
+  write(slot: number, data: Uint8Array, within = 0): Promise<void> {
     this.dirty = true;
-    let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.fh.write(data, done, data.length - done, this.position(slot) + within + done);
-      done += bytesWritten;
-    }
+    const fd = this.fh.fd;
+    const base = this.position(slot) + within;
+    return new Promise<void>((resolve, reject) => {
+      const step = (done: number): void => {
+        fsWrite(fd, data, done, data.length - done, base + done, (err, n) => {
+          if (err) reject(err);
+          else if (done + n >= data.length) resolve();
+          else step(done + n);
+        });
+      };
+      if (data.length === 0) resolve();
+      else step(0);
+    });
   }
 
-  async read(slot: number, into: Uint8Array, within: number): Promise<void> {
-    let done = 0;
-    while (done < into.length) {
-      const { bytesRead } = await this.fh.read(into, done, into.length - done, this.position(slot) + within + done);
-      if (bytesRead === 0) {
-        into.fill(0, done); // sparse tail of the file reads as zeros
-        return;
-      }
-      done += bytesRead;
-    }
+  /** One positioned read into `into` (which may span consecutive slots); a sparse tail reads as zeros. */
+  read(slot: number, into: Uint8Array, within: number): Promise<void> {
+    const fd = this.fh.fd;
+    const base = this.position(slot) + within;
+    return new Promise<void>((resolve, reject) => {
+      const step = (done: number): void => {
+        fsRead(fd, into, done, into.length - done, base + done, (err, n) => {
+          if (err) reject(err);
+          else if (n === 0) {
+            into.fill(0, done); // sparse tail of the file reads as zeros
+            resolve();
+          } else if (done + n >= into.length) resolve();
+          else step(done + n);
+        });
+      };
+      if (into.length === 0) resolve();
+      else step(0);
+    });
   }
 }
 

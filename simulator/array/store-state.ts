@@ -126,6 +126,44 @@ export class StoreState {
     }
   }
 
+  /**
+   * `visible` for every block in [b0, b1) (result[i] is block b0 + i), with one
+   * range scan per line of the clone ancestry instead of one lookup per block.
+   */
+  visibleRange(line: number, epoch: number, b0: number, b1: number): (Visible | undefined)[] {
+    const out = new Array<Visible | undefined>(b1 - b0).fill(undefined);
+    let l: number = line;
+    let x = epoch;
+    let lo = b0;
+    let hi = b1;
+    for (;;) {
+      const scan = this.meta.latestRange(l, lo, hi, [x], 4 * (hi - lo) + 16);
+      const row = scan?.[0];
+      if (row === undefined) {
+        // Dense history: per-block lookups from this line on (blocks still open have nothing above).
+        for (let b = lo; b < hi; b++) if (out[b - b0] === undefined) out[b - b0] = this.visible(l, x, b);
+        return out;
+      }
+      let nlo = -1;
+      let nhi = -1;
+      for (let b = lo; b < hi; b++) {
+        if (out[b - b0] !== undefined) continue;
+        const e = row[b - lo];
+        if (e) out[b - b0] = { line: l, epoch: e.epoch, slot: e.slot };
+        else {
+          if (nlo < 0) nlo = b;
+          nhi = b + 1;
+        }
+      }
+      const parent = this.line(l).parent;
+      if (nlo < 0 || !parent) return out;
+      l = parent.line;
+      x = parent.epoch;
+      lo = nlo;
+      hi = nhi;
+    }
+  }
+
   /** Blocks in [b0, b1) that have any entry visible-or-shadowed for a reader at (line, epoch); sorted, distinct. */
   candidateBlocks(line: number, epoch: number, b0: number, b1: number): number[] {
     const set = new Set<number>();

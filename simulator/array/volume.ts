@@ -9,7 +9,8 @@
  * gate so a (group) snapshot waits for it to finish and holds it entirely or not at all.
  */
 import { InvalidArgumentError, NoSpaceError, OutOfRangeError, ReadOnlyError } from "../../src/errors.js";
-import { dataBlocks, readRange, splitRange, writeTouches } from "./block-engine.js";
+import type { BufferPool } from "../../src/nbd/buffer-pool.js";
+import { dataBlocks, readRange, readSparseInto, splitRange, writeTouches } from "./block-engine.js";
 import type { IoGate } from "./io-gate.js";
 import type { RangeLock } from "./range-lock.js";
 import type { Reader, StoreState } from "./store-state.js";
@@ -27,10 +28,19 @@ export interface AllocationExtent {
   zero: boolean;
 }
 
+/**
+ * Part of a sparse read (same shape as the NBD layer's ReadPiece): data, or a hole
+ * that reads as zeros. Offsets are absolute. `release`, when present, must be
+ * called once the data is no longer needed (it recycles a pooled buffer).
+ */
+export type VolumeReadPiece = { offset: number; data: Buffer; release?: () => void } | { offset: number; hole: number };
+
 export interface VolumeHooks {
   gate(lunId: string): IoGate;
   lock(lunId: string): RangeLock;
   durable(): Promise<void>;
+  /** Pooled read buffers for readSparse. */
+  buffers: BufferPool;
 }
 
 export type VolumeTarget = { lun: string } | { snapshot: string };
@@ -81,6 +91,37 @@ export class Volume {
       const r = this.reader();
       this.check(offset, length, r.size);
       return await readRange(this.st, r, offset, length);
+    } finally {
+      this.st.endIo(seq);
+    }
+  }
+
+  /**
+   * Like `read`, but reports unmapped and zero blocks as holes and reads the data
+   * into one pooled buffer: call each data piece's `release` once it has been sent.
+   */
+  async readSparse(offset: number, length: number): Promise<VolumeReadPiece[]> {
+    const seq = this.st.beginIo();
+    try {
+      const r = this.reader();
+      this.check(offset, length, r.size);
+      if (length === 0) return [{ offset, data: Buffer.alloc(0) }];
+      const pool = this.hooks.buffers;
+      const buf = pool.get(length);
+      let runs;
+      try {
+        runs = await readSparseInto(this.st, r, offset, length, buf);
+      } catch (e) {
+        pool.release(buf);
+        throw e;
+      }
+      let left = 0;
+      for (const run of runs) if (!run.hole) left++;
+      if (left === 0) pool.release(buf);
+      const release = (): void => {
+        if (--left === 0) pool.release(buf);
+      };
+      return runs.map((run) => (run.hole ? { offset: run.offset, hole: run.length } : { offset: run.offset, data: buf.subarray(run.offset - offset, run.offset - offset + run.length), release }));
     } finally {
       this.st.endIo(seq);
     }

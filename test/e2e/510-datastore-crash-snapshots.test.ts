@@ -65,6 +65,13 @@ function treeOf(files: ReadonlyMap<string, FileModel>): string {
   return [...files].map(([p, f]) => `${p}:${f.size}`).sort().join(",");
 }
 
+/** What `got` has that `want` lacks (+) and the reverse (-). */
+function treeDiff(want: string, got: string): string {
+  const w = new Set(want.split(",").filter((x) => x !== ""));
+  const g = new Set(got.split(",").filter((x) => x !== ""));
+  return [...[...g].filter((x) => !w.has(x)).map((x) => `+${x}`), ...[...w].filter((x) => !g.has(x)).map((x) => `-${x}`)].join(" ");
+}
+
 describe("datastore metadata churn under array snapshots", () => {
   let tmp: { dir: string; cleanup: () => void };
   let d: ArrayDaemon;
@@ -101,6 +108,7 @@ describe("datastore metadata churn under array snapshots", () => {
       return hit;
     };
     const counts = { create: 0, write: 0, truncate: 0, trim: 0, delete: 0, rename: 0 };
+    const oplog: string[] = ["mkdirs"];
 
     const churn = (async () => {
       while (!stop) {
@@ -112,6 +120,7 @@ describe("datastore metadata churn under array snapshots", () => {
           await ds.create(path, { size, exclusive: true });
           files.set(path, { tag: nextTag++, size });
           counts.create++;
+          oplog.push(`create ${path} ${size}`);
         } else if (roll < 0.6) {
           const [path, f] = pick();
           const first = rng.int(MAX_FILE / BLOCK);
@@ -120,20 +129,24 @@ describe("datastore metadata churn under array snapshots", () => {
           await ds.write(path, first * BLOCK, data);
           f.size = Math.max(f.size, (first + n) * BLOCK);
           counts.write++;
+          oplog.push(`write ${path} @${first * BLOCK}+${n * BLOCK}`);
         } else if (roll < 0.72) {
           const [path, f] = pick();
           f.size = rng.int(MAX_FILE / BLOCK + 1) * BLOCK;
           await ds.truncate(path, f.size);
           counts.truncate++;
+          oplog.push(`truncate ${path} ${f.size}`);
         } else if (roll < 0.8) {
           const [path] = pick();
           await ds.trim(path, rng.int(MAX_FILE / BLOCK) * BLOCK, (1 + rng.int(16)) * BLOCK);
           counts.trim++;
+          oplog.push(`trim ${path}`);
         } else if (roll < 0.88) {
           const [path] = pick();
           await ds.delete(path);
           files.delete(path);
           counts.delete++;
+          oplog.push(`delete ${path}`);
         } else {
           const [path, f] = pick();
           const to = `${dirs[rng.int(dirs.length)] ?? ""}/r${nextTag++}`;
@@ -141,6 +154,7 @@ describe("datastore metadata churn under array snapshots", () => {
           files.delete(path);
           files.set(to, f);
           counts.rename++;
+          oplog.push(`rename ${path} ${to}`);
         }
         history.push(treeOf(files));
       }
@@ -174,7 +188,10 @@ describe("datastore metadata churn under array snapshots", () => {
             if (bad !== undefined) failures.push(`snapshot ${snapshots}: ${bad}`);
           }
           const tree = treeOf(seen);
-          if (!history.slice(from, to + 1).includes(tree)) failures.push(`snapshot ${snapshots}: tree matches no state between operations ${from} and ${to}`);
+          if (!history.slice(from, to + 1).includes(tree)) {
+            const at = history.lastIndexOf(tree);
+            failures.push(`snapshot ${snapshots} (generation ${report.generation}): tree matches no state between operations ${from} and ${to}${at >= 0 ? ` (it is the state after operation ${at})` : " (nor any other)"}: ${treeDiff(history[from] ?? "", tree)}; ops ${oplog.slice(Math.max(0, from - 2), to + 2).join(" | ")}`);
+          }
         } finally {
           await c.close();
         }

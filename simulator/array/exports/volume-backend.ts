@@ -14,7 +14,7 @@
  *
  * The export size is fixed when the connection opens (NBD has no resize here).
  */
-import type { NbdBackend, StatusExtent, WriteOptions, ZeroOptions } from "../../../src/nbd/backend.js";
+import type { NbdBackend, ReadPiece, StatusExtent, WriteOptions, ZeroOptions } from "../../../src/nbd/backend.js";
 import { NBD_META_BASE_ALLOCATION, NBD_META_QEMU_DIRTY_BITMAP_PREFIX, NBD_STATE_DIRTY, NBD_STATE_HOLE, NBD_STATE_ZERO } from "../../../src/nbd/constants.js";
 import { InvalidArgumentError } from "../../../src/errors.js";
 import type { Extent } from "../../../src/extents/index.js";
@@ -65,6 +65,10 @@ export class VolumeBackend implements NbdBackend {
 
   read(offset: number, length: number): Promise<Buffer> {
     return this.volume.read(offset, length);
+  }
+  /** Holes for unmapped/zero blocks; data in pooled buffers, recycled on `release`. */
+  readSparse(offset: number, length: number): Promise<ReadPiece[]> {
+    return this.volume.readSparse(offset, length);
   }
   write(offset: number, data: Buffer, opts: WriteOptions): Promise<void> {
     return this.volume.write(offset, data, { fua: opts.fua });

@@ -1,0 +1,45 @@
+/**
+ * Reads an NBD export (a snapshot, usually) for a backup: a pool of pipelined
+ * connections opened from the export's URI, and on a transient failure
+ * (connection closed, timeout) the pool is reopened and the read retried with
+ * backoff. Counts every byte it reads from the array.
+ */
+import { NbdClientPool } from "../../src/nbd/client.js";
+import type { Logger } from "../../src/log.js";
+import { withRetry } from "./retry.js";
+
+export class ExportReader {
+  bytesRead = 0;
+  private constructor(
+    readonly uri: string,
+    private pool: NbdClientPool,
+    private readonly connections: number,
+    private readonly log: Logger | undefined,
+  ) {}
+
+  static async open(uri: string, opts: { connections?: number; log?: Logger } = {}): Promise<ExportReader> {
+    const n = opts.connections ?? 2;
+    const pool = await withRetry(`open ${uri}`, () => NbdClientPool.connect(uri, n), opts.log ? { log: opts.log } : {});
+    return new ExportReader(uri, pool, n, opts.log);
+  }
+
+  get size(): number {
+    return this.pool.size;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const data = await withRetry(`read ${this.uri} @${offset}+${length}`, () => this.pool.read(offset, length), {
+      ...(this.log ? { log: this.log } : {}),
+      onRetry: async () => {
+        await this.pool.close().catch(() => undefined);
+        this.pool = await NbdClientPool.connect(this.uri, this.connections);
+      },
+    });
+    this.bytesRead += data.length;
+    return data;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}

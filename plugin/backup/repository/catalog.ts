@@ -1,0 +1,181 @@
+/**
+ * The repository's catalog records: a backup point (`points/<id>/point.json`)
+ * and its per-disk chunk indexes (`points/<id>/<disk>.index.json`). Everything
+ * read back from disk is `unknown` until it passes the narrowing parsers here,
+ * so a damaged file is a CorruptError naming the file, never a crash later.
+ *
+ *   point.json         { version, id, vm, createdAt, kind, parent, t1, t2, ..., disks[], base }
+ *   vm1.index.json     { version, size, chunkSize, chunks: [hash | null, ...] }
+ *
+ * Every point is a full synthetic image: its indexes list every chunk of every
+ * disk; chunks shared with earlier points are simply referenced again.
+ */
+import type { FileExtent } from "../../../src/datastore/format.js";
+import { CorruptError } from "../../../src/errors.js";
+
+export const CATALOG_VERSION = 1;
+
+export interface DiskIndex {
+  size: number;
+  chunkSize: number;
+  /** One entry per chunk of the image; null = all zeros (not stored). */
+  chunks: (string | null)[];
+}
+
+export interface DiskStats {
+  /** Bytes read from the array for this disk (step 3 or 5 plus the revert). */
+  bytesRead: number;
+  /** Bytes written into the image (data and zeros). */
+  bytesWritten: number;
+  /** Bytes the revert rewrote to T1 content (VMDKs). */
+  bytesReverted: number;
+}
+
+export interface PointDisk {
+  /** Descriptor base name, e.g. "vm1_1": what `--disk` names. */
+  name: string;
+  slot: string;
+  kind: "vmdk" | "rdm";
+  size: number;
+  /** VMDK: the flat file's datastore path. */
+  flatPath?: string;
+  /** RDM: the LUN's NAA id and name. */
+  naa?: string;
+  lunId?: string;
+  lunName?: string;
+  /** VMDK: the flat file's extent map at S1 (what the next incremental diffs against). */
+  s1Map?: FileExtent[];
+  stats: DiskStats;
+}
+
+export interface SnapshotRef {
+  snapshotId: string;
+  lunId: string;
+  lunName: string;
+}
+
+export interface BackupPoint {
+  version: number;
+  id: string;
+  vm: string;
+  createdAt: string;
+  kind: "full" | "incremental";
+  /** The point this one was built on (incrementals). */
+  parent?: string;
+  /** T1: the group snapshot S1 was cut (ISO time); T2: S2 was cut. */
+  t1: string;
+  t2: string;
+  quiesceWindowMs: number;
+  /** False only for test runs with --no-revert: such a point is NOT time-consistent. */
+  reverted: boolean;
+  datastoreLunId: string;
+  vmDir: string;
+  /** S1, kept on the array as the base of the next incremental. */
+  base: { groupSnapshotId: string; name: string; snapshots: SnapshotRef[] };
+  durationsMs: Record<string, number>;
+  disks: PointDisk[];
+}
+
+type Obj = Record<string, unknown>;
+
+function obj(v: unknown, what: string): Obj {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new CorruptError(`${what}: expected an object`);
+  return v as Obj;
+}
+function str(o: Obj, k: string, what: string): string {
+  const v = o[k];
+  if (typeof v !== "string") throw new CorruptError(`${what}: "${k}" must be a string`);
+  return v;
+}
+function optStr(o: Obj, k: string, what: string): string | undefined {
+  return o[k] === undefined ? undefined : str(o, k, what);
+}
+function num(o: Obj, k: string, what: string): number {
+  const v = o[k];
+  if (typeof v !== "number" || !Number.isFinite(v)) throw new CorruptError(`${what}: "${k}" must be a number`);
+  return v;
+}
+function arr(o: Obj, k: string, what: string): unknown[] {
+  const v = o[k];
+  if (!Array.isArray(v)) throw new CorruptError(`${what}: "${k}" must be an array`);
+  return v;
+}
+
+export function parseDiskIndex(v: unknown, what: string): DiskIndex {
+  const o = obj(v, what);
+  const chunks = arr(o, "chunks", what).map((c) => {
+    if (c === null) return null;
+    if (typeof c !== "string" || !/^[0-9a-f]{64}$/.test(c)) throw new CorruptError(`${what}: invalid chunk entry ${JSON.stringify(c)}`);
+    return c;
+  });
+  const size = num(o, "size", what);
+  const chunkSize = num(o, "chunkSize", what);
+  if (chunks.length !== Math.ceil(size / chunkSize)) throw new CorruptError(`${what}: ${chunks.length} chunks for ${size} bytes`);
+  return { size, chunkSize, chunks };
+}
+
+function parseMap(v: unknown, what: string): FileExtent[] {
+  if (!Array.isArray(v)) throw new CorruptError(`${what}: s1Map must be an array`);
+  return v.map((x) => {
+    const o = obj(x, what);
+    return { fileOffset: num(o, "fileOffset", what), lunOffset: num(o, "lunOffset", what), length: num(o, "length", what) };
+  });
+}
+
+function parseDisk(v: unknown, what: string): PointDisk {
+  const o = obj(v, what);
+  const kind = str(o, "kind", what);
+  if (kind !== "vmdk" && kind !== "rdm") throw new CorruptError(`${what}: unknown disk kind "${kind}"`);
+  const s = obj(o["stats"], `${what} stats`);
+  const d: PointDisk = {
+    name: str(o, "name", what),
+    slot: str(o, "slot", what),
+    kind,
+    size: num(o, "size", what),
+    stats: { bytesRead: num(s, "bytesRead", what), bytesWritten: num(s, "bytesWritten", what), bytesReverted: num(s, "bytesReverted", what) },
+  };
+  for (const k of ["flatPath", "naa", "lunId", "lunName"] as const) {
+    const x = optStr(o, k, what);
+    if (x !== undefined) d[k] = x;
+  }
+  if (o["s1Map"] !== undefined) d.s1Map = parseMap(o["s1Map"], what);
+  return d;
+}
+
+export function parsePoint(v: unknown, what: string): BackupPoint {
+  const o = obj(v, what);
+  if (num(o, "version", what) !== CATALOG_VERSION) throw new CorruptError(`${what}: unsupported catalog version`);
+  const kind = str(o, "kind", what);
+  if (kind !== "full" && kind !== "incremental") throw new CorruptError(`${what}: unknown point kind "${kind}"`);
+  const b = obj(o["base"], `${what} base`);
+  const durations: Record<string, number> = {};
+  for (const [k, x] of Object.entries(obj(o["durationsMs"], `${what} durationsMs`))) if (typeof x === "number") durations[k] = x;
+  const reverted = o["reverted"];
+  if (typeof reverted !== "boolean") throw new CorruptError(`${what}: "reverted" must be a boolean`);
+  const p: BackupPoint = {
+    version: CATALOG_VERSION,
+    id: str(o, "id", what),
+    vm: str(o, "vm", what),
+    createdAt: str(o, "createdAt", what),
+    kind,
+    t1: str(o, "t1", what),
+    t2: str(o, "t2", what),
+    quiesceWindowMs: num(o, "quiesceWindowMs", what),
+    reverted,
+    datastoreLunId: str(o, "datastoreLunId", what),
+    vmDir: str(o, "vmDir", what),
+    base: {
+      groupSnapshotId: str(b, "groupSnapshotId", what),
+      name: str(b, "name", what),
+      snapshots: arr(b, "snapshots", what).map((x) => {
+        const s = obj(x, what);
+        return { snapshotId: str(s, "snapshotId", what), lunId: str(s, "lunId", what), lunName: str(s, "lunName", what) };
+      }),
+    },
+    durationsMs: durations,
+    disks: arr(o, "disks", what).map((d, i) => parseDisk(d, `${what} disk ${i}`)),
+  };
+  const parent = optStr(o, "parent", what);
+  if (parent !== undefined) p.parent = parent;
+  return p;
+}

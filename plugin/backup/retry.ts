@@ -1,0 +1,40 @@
+/**
+ * Retrying transient failures with exponential backoff and jitter. Transient
+ * means the array or the connection hiccupped (UNAVAILABLE, TIMEOUT,
+ * CONNECTION_CLOSED, ABORTED); anything else (NOT_FOUND, a bad argument,
+ * CORRUPT) fails at once, since trying again cannot help.
+ */
+import { SanboxError, type ErrorCode } from "../../src/errors.js";
+import type { Logger } from "../../src/log.js";
+
+const TRANSIENT: ReadonlySet<ErrorCode> = new Set(["UNAVAILABLE", "TIMEOUT", "CONNECTION_CLOSED", "ABORTED"]);
+
+export function isTransient(e: unknown): boolean {
+  return e instanceof SanboxError && TRANSIENT.has(e.code);
+}
+
+export interface RetryOptions {
+  attempts?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  log?: Logger;
+  /** Called before each retry (e.g. reconnect). */
+  onRetry?: (e: unknown, attempt: number) => Promise<void> | void;
+}
+
+export async function withRetry<T>(what: string, fn: () => Promise<T>, opts: RetryOptions = {}): Promise<T> {
+  const attempts = opts.attempts ?? 5;
+  const base = opts.baseDelayMs ?? 50;
+  const max = opts.maxDelayMs ?? 2000;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e: unknown) {
+      if (!isTransient(e) || attempt >= attempts) throw e;
+      const delay = Math.min(max, base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+      opts.log?.warn(`${what}: ${e instanceof Error ? e.message : String(e)}; retry ${attempt}/${attempts - 1} in ${Math.round(delay)} ms`);
+      await new Promise((r) => setTimeout(r, delay));
+      await opts.onRetry?.(e, attempt);
+    }
+  }
+}
