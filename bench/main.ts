@@ -9,6 +9,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   nbd: async () => (await import("./nbd.js")).run,
   store: async () => (await import("./store.js")).run,
   array: async () => (await import("./array.js")).run,
+  backup: async () => (await import("./backup.js")).run,
 };
 
 async function main(): Promise<void> {

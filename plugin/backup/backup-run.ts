@@ -82,15 +82,22 @@ export interface BackupSummary {
   durationsMs: Record<string, number>;
   /** Bytes read from the array over NBD, all disks and steps. */
   arrayBytesRead: number;
+  /** Bytes the array's CBT reported changed since the previous point's S1 (RDMs: to S1; datastore: to S2); 0 for a full backup. */
+  changedBytes: number;
+  /** Bytes the array's CBT reported changed on the datastore LUN between S1 and S2 (what the revert works from). */
+  t1t2ChangedBytes: number;
   /** Snapshots of earlier runs deleted (leaked by a crash, or superseded bases). */
   deletedSnapshots: string[];
 }
 
 export const SNAPSHOT_PREFIX = "sanbox-backup-";
 
-/** Name prefix of every snapshot a backup of `vm` makes (what leak cleanup looks for). */
-export function snapshotPrefix(vm: string): string {
-  return `${SNAPSHOT_PREFIX}${vm}-`;
+/**
+ * Name prefix of every snapshot a backup of `vm` into one repository makes (what
+ * leak cleanup looks for): another repository's bases for the same VM are not ours.
+ */
+export function snapshotPrefix(repoId: string, vm: string): string {
+  return `${SNAPSHOT_PREFIX}${repoId}-${vm}-`;
 }
 
 interface VmdkWork {
@@ -136,7 +143,7 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
     const prevAll = o.full === true ? undefined : await o.repo.latest(o.vm);
     const prev = prevAll?.reverted === true ? prevAll : undefined;
     if (prevAll !== undefined && prev === undefined) log.warn(`the latest point ${prevAll.id} was taken without the revert; taking a full backup`);
-    const deleted = await deleteLeakedSnapshots(o.array, o.vm, [dsLun.id, ...[...rdmLuns.values()].map((l) => l.id)], prevAll ? [prevAll.base.groupSnapshotId, prevAll.base.name] : [], log);
+    const deleted = await deleteLeakedSnapshots(o.array, snapshotPrefix(o.repo.id, o.vm), [dsLun.id, ...[...rdmLuns.values()].map((l) => l.id)], prevAll ? [prevAll.base.groupSnapshotId, prevAll.base.name] : [], log);
     mark("discover");
 
     // ---- T1: group snapshot S1, layout re-read from S1 ------------------------------------
@@ -149,7 +156,7 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
     const retries = o.layoutRetries ?? 3;
     for (let attempt = 0; attempt <= retries && layout === undefined; attempt++) {
       const lunIds = [dsLun.id, ...[...rdmLuns.values()].map((l) => l.id)];
-      const set = await retry("create S1", () => o.array.createSnapshot(`${snapshotPrefix(o.vm)}${runId}-s1-${attempt}`, lunIds));
+      const set = await retry("create S1", () => o.array.createSnapshot(`${snapshotPrefix(o.repo.id, o.vm)}${runId}-s1-${attempt}`, lunIds));
       created.push(set);
       t1 = new Date().toISOString();
       await failpoint("after-s1");
@@ -192,6 +199,8 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
 
     // ---- RDMs from S1 ---------------------------------------------------------------------
     const summaries = new Map<string, DiskSummary>();
+    let changedBytes = 0;
+    let t1t2ChangedBytes = 0;
     const pointDisks = new Map<string, PointDisk>();
     for (const d of layout.disks) {
       if (d.kind !== "rdm") continue;
@@ -208,6 +217,7 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
         try {
           extents = await retry("changed blocks", () => collectExtents(o.array.changedExtents(prevSnap.snapshotId, snap.id)));
           base = await o.repo.index(prev, d.name);
+          changedBytes += extents.reduce((n, e) => n + e.length, 0);
         } catch (e: unknown) {
           if (!(e instanceof CbtUnavailableError)) throw e;
           log.warn(`RDM ${d.name}: ${e.message}; reading it in full`);
@@ -233,7 +243,7 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
     let s2: SnapshotSet;
     let t2: string;
     try {
-      s2 = await retry("create S2", () => o.array.createSnapshot(`${snapshotPrefix(o.vm)}${runId}-s2`, [dsLun.id]));
+      s2 = await retry("create S2", () => o.array.createSnapshot(`${snapshotPrefix(o.repo.id, o.vm)}${runId}-s2`, [dsLun.id]));
       created.push(s2);
       t2 = new Date().toISOString();
     } finally {
@@ -259,6 +269,7 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
     if (prevDsSnap !== undefined && vmdks.some((w) => prevDiskOf(prev, w) !== undefined)) {
       try {
         sinceBase = lunRanges(await retry("changed blocks", () => collectExtents(o.array.changedExtents(prevDsSnap.snapshotId, s2Snap.id))));
+        changedBytes += totalLength(sinceBase);
       } catch (e: unknown) {
         if (!(e instanceof CbtUnavailableError)) throw e;
         log.warn(`datastore: ${e.message}; reading the VMDKs in full`);
@@ -286,6 +297,7 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
       let t1t2: Extent[];
       try {
         t1t2 = lunRanges(await retry("changed blocks", () => collectExtents(o.array.changedExtents(s1Snap.id, s2Snap.id))));
+        t1t2ChangedBytes = totalLength(t1t2);
       } catch (e: unknown) {
         if (!(e instanceof CbtUnavailableError)) throw e;
         log.warn(`datastore: ${e.message}; reverting every mapped range`);
@@ -360,6 +372,8 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
       quiesceWindowMs,
       durationsMs: durations,
       arrayBytesRead: all.reduce((n, d) => n + d.bytesRead, 0),
+      changedBytes,
+      t1t2ChangedBytes,
       deletedSnapshots: deleted,
     };
   } catch (e: unknown) {
@@ -414,11 +428,10 @@ async function dropSnapshot(array: ArrayDriver, set: SnapshotSet, log: Logger): 
 }
 
 /**
- * Deletes this VM's backup snapshots except the base of the latest point: those
- * were left by a run that was killed. Returns the names deleted.
+ * Deletes the snapshots named `prefix…` (this repository's, of this VM) except the
+ * base of the latest point: those were left by a run that was killed. Returns the names deleted.
  */
-export async function deleteLeakedSnapshots(array: ArrayDriver, vm: string, lunIds: readonly string[], keep: readonly string[], log: Logger): Promise<string[]> {
-  const prefix = snapshotPrefix(vm);
+export async function deleteLeakedSnapshots(array: ArrayDriver, prefix: string, lunIds: readonly string[], keep: readonly string[], log: Logger): Promise<string[]> {
   const sets = new Map<string, { groupId: string; name: string; members: { id: string }[] }>();
   for (const lunId of lunIds) {
     for (const s of await array.listSnapshots(lunId)) {

@@ -32,7 +32,6 @@ export function formatJson(r: ConformanceReport): string {
 
 function xml(s: string): string {
   // Drop characters XML 1.0 cannot carry, then escape.
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, "?").replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&apos;");
 }
 

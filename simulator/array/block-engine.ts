@@ -12,8 +12,11 @@
  *             tombstone in between still sees the touch;
  *  - row:     redirect-on-write into a fresh slot (read-modify-write if partial);
  *  - zero:    full-block zero/trim: a zero entry (slot 0), the old slot is released.
- * Order: all data lands in slots first, then one LMDB transaction switches the
- * mappings. A crash in between leaves the old mapping and an unreferenced slot.
+ * Order: all data lands in slots first, then one LMDB transaction (shared with the
+ * requests that got there in the same event-loop turn: StoreState.commitSoon)
+ * switches the mappings. A crash in between leaves the old mapping and an
+ * unreferenced slot. Per request, not per block: one mapping range scan, one
+ * allocation, one pread/pwrite per run of consecutive slots.
  */
 import { IoError, SanboxError } from "../../src/errors.js";
 import type { LunRecord } from "./records.js";
@@ -149,7 +152,9 @@ export async function writeTouches(st: StoreState, lun: LunRecord, touches: Touc
     st.pool.unallocate(bs, slots);
     throw e instanceof SanboxError ? e : new IoError(`write to LUN ${lun.name} failed`, { cause: e });
   }
-  st.meta.txn(() => {
+  // Pure in-place overwrites of live-epoch entries change no metadata: skip the transaction.
+  if (!plans.some((p) => p.action === "row" || p.action === "zero" || (p.action === "inplace" && p.cur?.epoch !== E))) return;
+  await st.commitSoon(() => {
     let delta = 0;
     for (const p of plans) {
       const b = p.t.block;
@@ -247,5 +252,14 @@ export async function readSparseInto(st: StoreState, r: Reader, offset: number, 
 
 /** Blocks in [b0, b1) whose content (for reader r) is data, sorted. Cost: O(entries in range). */
 export function dataBlocks(st: StoreState, r: Reader, b0: number, b1: number): number[] {
-  return st.candidateBlocks(r.line, r.epoch, b0, b1).filter((b) => (st.visible(r.line, r.epoch, b)?.slot ?? 0) > 0);
+  const cand = st.candidateBlocks(r.line, r.epoch, b0, b1);
+  const first = cand[0];
+  const last = cand[cand.length - 1];
+  if (first === undefined || last === undefined) return [];
+  // Candidates dense in their span (sequentially written data): one batched lookup.
+  if (last + 1 - first <= 2 * cand.length + 64) {
+    const vis = st.visibleRange(r.line, r.epoch, first, last + 1);
+    return cand.filter((b) => (vis[b - first]?.slot ?? 0) > 0);
+  }
+  return cand.filter((b) => (st.visible(r.line, r.epoch, b)?.slot ?? 0) > 0);
 }

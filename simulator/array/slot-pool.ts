@@ -11,7 +11,7 @@
  * The free list is not persisted: on open it is rebuilt from the mappings
  * (slots up to the highest referenced one, minus those referenced).
  */
-import { read as fsRead, write as fsWrite } from "node:fs";
+import { read as fsRead, write as fsWrite, writev as fsWritev } from "node:fs";
 import { open as fsOpen, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { NoSpaceError } from "../../src/errors.js";
@@ -20,6 +20,51 @@ interface Pending {
   slot: number;
   /** I/O sequence number at the time of the free. */
   seq: number;
+}
+
+interface QueuedWrite {
+  pos: number;
+  data: Uint8Array;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+/** Positioned writes in the threadpool at once, per slot file. */
+const WRITE_DEPTH = 2;
+const MAX_BATCH_OPS = 64; // well under IOV_MAX
+const MAX_BATCH_BYTES = 8 * 1024 * 1024;
+
+/** pwrite all of `data` at `pos` (retrying short writes). */
+function writeAll(fd: number, pos: number, data: Uint8Array, cb: (err: Error | null) => void, done = 0): void {
+  fsWrite(fd, data, done, data.length - done, pos + done, (err, n) => {
+    if (err) cb(err);
+    else if (done + n >= data.length) cb(null);
+    else writeAll(fd, pos, data, cb, done + n);
+  });
+}
+
+/** pwritev all of `bufs` at `pos`; a short write finishes the rest buffer by buffer. */
+function writevAll(fd: number, pos: number, bufs: Uint8Array[], cb: (err: Error | null) => void): void {
+  fsWritev(fd, bufs, pos, (err, n) => {
+    if (err) return cb(err);
+    let off = pos;
+    let left = n;
+    const rest: { pos: number; data: Uint8Array }[] = [];
+    for (const b of bufs) {
+      if (left >= b.length) left -= b.length;
+      else {
+        rest.push({ pos: off + left, data: b.subarray(left) });
+        left = 0;
+      }
+      off += b.length;
+    }
+    const next = (i: number): void => {
+      const r = rest[i];
+      if (r === undefined) cb(null);
+      else writeAll(fd, r.pos, r.data, (e) => (e ? cb(e) : next(i + 1)));
+    };
+    next(0);
+  });
 }
 
 export class SlotFile {
@@ -40,25 +85,58 @@ export class SlotFile {
   }
 
   /**
-   * One positioned write at slot `slot` (+ `within`); `data` may span several
-   * consecutive slots. Uses the fd callback API: one threadpool request and one
-   * promise per call (FileHandle's promise API costs noticeably more per call).
+   * Writes `data` at slot `slot` (+ `within`); `data` may span several consecutive
+   * slots. Resolves once the bytes are in the file (page cache).
+   *
+   * Writes go through a small per-file queue: at most WRITE_DEPTH positioned writes
+   * are in the threadpool at once, and queued writes that are contiguous in the file
+   * are combined into one pwritev. Concurrent buffered writes to one file serialise
+   * on the inode lock anyway, so deeper submission only costs thread hand-offs.
+   * Queued writes never overlap (overlapping block writes are serialised by the
+   * range lock; a slot is reused only after every I/O that could touch it has ended),
+   * so combining them out of arrival order is safe.
    */
   write(slot: number, data: Uint8Array, within = 0): Promise<void> {
     this.dirty = true;
-    const fd = this.fh.fd;
-    const base = this.position(slot) + within;
+    if (data.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const step = (done: number): void => {
-        fsWrite(fd, data, done, data.length - done, base + done, (err, n) => {
-          if (err) reject(err);
-          else if (done + n >= data.length) resolve();
-          else step(done + n);
-        });
-      };
-      if (data.length === 0) resolve();
-      else step(0);
+      this.wq.push({ pos: this.position(slot) + within, data, resolve, reject });
+      this.pump();
     });
+  }
+
+  private readonly wq: QueuedWrite[] = [];
+  private wInflight = 0;
+
+  private pump(): void {
+    while (this.wInflight < WRITE_DEPTH && this.wq.length > 0) {
+      if (this.wq.length > 1) this.wq.sort((a, b) => a.pos - b.pos);
+      const batch: QueuedWrite[] = [this.wq[0] as QueuedWrite];
+      let end = batch[0]!.pos + batch[0]!.data.length;
+      let bytes = batch[0]!.data.length;
+      while (batch.length < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES) {
+        const next = this.wq[batch.length];
+        if (next === undefined || next.pos !== end) break;
+        batch.push(next);
+        end += next.data.length;
+        bytes += next.data.length;
+      }
+      this.wq.splice(0, batch.length);
+      this.wInflight++;
+      const done = (err: Error | null): void => {
+        this.wInflight--;
+        // Marked on completion too: a sync that cleared the flag while this write was
+        // in flight did not cover it, and the next sync must.
+        this.dirty = true;
+        for (const w of batch) {
+          if (err) w.reject(err);
+          else w.resolve();
+        }
+        this.pump();
+      };
+      if (batch.length === 1) writeAll(this.fh.fd, batch[0]!.pos, batch[0]!.data, done);
+      else writevAll(this.fh.fd, batch[0]!.pos, batch.map((w) => w.data), done);
+    }
   }
 
   /** One positioned read into `into` (which may span consecutive slots); a sparse tail reads as zeros. */

@@ -44,6 +44,8 @@ export class StoreState {
 
   private nextSeq = 1;
   private readonly active = new Set<number>();
+  private commits: { fn: () => void; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private commitScheduled = false;
 
   constructor(meta: MetaDb, pool: SlotPool) {
     this.meta = meta;
@@ -63,6 +65,40 @@ export class StoreState {
     let m = this.nextSeq;
     for (const s of this.active) if (s < m) m = s;
     return m;
+  }
+
+  // ---- group commit of write requests' mapping changes ----
+  /**
+   * Runs `fn` (mapping changes of one write request) in a metadata transaction
+   * shared with every other request that reaches this point in the same turn of the
+   * event loop; resolves once that transaction has committed. One LMDB commit per
+   * batch instead of per request. Each request's data is already in its slots, and
+   * the request (holding its range lock and its LUN's I/O gate) is acknowledged only
+   * after the commit, so ordering, fencing and crash safety are as with one
+   * transaction per request. If the shared transaction fails, every request in it fails.
+   */
+  commitSoon(fn: () => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.commits.push({ fn, resolve, reject });
+      if (!this.commitScheduled) {
+        this.commitScheduled = true;
+        setImmediate(() => this.runCommits());
+      }
+    });
+  }
+  private runCommits(): void {
+    this.commitScheduled = false;
+    const batch = this.commits;
+    this.commits = [];
+    try {
+      this.meta.txn(() => {
+        for (const c of batch) c.fn();
+      });
+    } catch (e) {
+      for (const c of batch) c.reject(e);
+      return;
+    }
+    for (const c of batch) c.resolve();
   }
 
   // ---- catalogue lookups ----

@@ -34,6 +34,7 @@ interface FaultProxyOptions {
   delayWrite?: number;
   rate?: string;
   unix?: string;
+  allExports?: boolean;
   readOnly?: boolean;
   json?: boolean;
 }
@@ -113,6 +114,7 @@ export function faultProxyOptions(upstream: string, o: FaultProxyOptions): Fault
     ...(Object.keys(delay).length > 0 ? { delay } : {}),
     ...(rateBits !== undefined ? { rate: rateBits } : {}),
     ...(o.readOnly === true ? { readOnly: true } : {}),
+    ...(o.allExports === true ? { allExports: true } : {}),
     ...(o.unix !== undefined ? { unixSocket: o.unix } : {}),
   };
 }
@@ -131,8 +133,9 @@ export function registerFaultProxy(program: Command): Command {
     .option("--errno <errno>", `error returned by injected failures: ${ERRNOS.join(", ")}`, "EIO")
     .option("--delay-read <ms>", "delay every read by MS milliseconds", nonNegativeInt)
     .option("--delay-write <ms>", "delay every write, zero and trim by MS milliseconds", nonNegativeInt)
-    .option("--rate <bytes-per-second>", "bandwidth limit in bytes per second (K, M, G suffixes), e.g. 10M")
+    .option("--rate <bytes-per-second>", "bandwidth limit in bytes per second (K, M, G suffixes), e.g. 10M; nbdkit lets an idle client burst 2 s worth first")
     .option("--unix <path>", "listen on this Unix socket (default: a new temporary one)")
+    .option("--all-exports", "proxy every export of the upstream server (the client's export name is passed through), e.g. a whole array NBD endpoint")
     .option("--read-only", "refuse writes through the proxy")
     .option("--json", "print {uri, pid} as JSON instead of the bare URI")
     .addHelpText(

@@ -12,6 +12,7 @@ import { registerArrayClient, registerArrayInfo } from "./array-client-commands.
 import { registerArrayServe } from "./array-serve.js";
 import { registerDatastore, registerVerifyConsistency } from "./datastore-commands.js";
 import { registerDemo } from "./demo-command.js";
+import { registerHypervisor, registerVm } from "./hypervisor-commands.js";
 import { runMain } from "./run.js";
 
 const program = new Command("sanbox")
@@ -27,6 +28,8 @@ registerArrayInfo(array);
 registerArrayClient(program);
 registerDatastore(program);
 registerVerifyConsistency(program);
+registerHypervisor(program);
+registerVm(program);
 registerDemo(program);
 
 await runMain(program);

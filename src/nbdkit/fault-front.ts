@@ -17,6 +17,12 @@ export type FaultOp = "pread" | "pwrite" | "trim" | "zero" | "extents" | "cache"
 export interface FaultFrontOptions {
   /** The export to proxy, as an NBD URI. */
   upstream: string;
+  /**
+   * Proxy every export of the upstream server: the client's export name is
+   * passed through (nbd plugin `dynamic-export=true`; the URI's export name is
+   * then ignored), so the front can stand in for a whole array endpoint.
+   */
+  allExports?: boolean;
   error?: {
     errno?: Errno;
     /** A probability, as nbdkit reads it: "10%" or "0.1"; default 100% (with `file`, while it exists). */
@@ -72,7 +78,7 @@ export function faultFrontOptions(o: FaultFrontOptions): NbdkitOptions {
   }
   return {
     plugin: "nbd",
-    pluginArgs: { uri: o.upstream },
+    pluginArgs: { uri: o.upstream, ...(o.allExports === true ? { "dynamic-export": "true" } : {}) },
     filters,
     filterArgs,
     ...(o.readOnly !== undefined ? { readOnly: o.readOnly } : {}),

@@ -101,6 +101,7 @@ describe("datastore metadata churn under array snapshots", () => {
     const history: string[] = [treeOf(files)];
     let nextTag = 1;
     let stop = false;
+    let churnEnded = false;
     const pick = (): [string, FileModel] => {
       const all = [...files];
       const hit = all[rng.int(all.length)];
@@ -158,7 +159,7 @@ describe("datastore metadata churn under array snapshots", () => {
         }
         history.push(treeOf(files));
       }
-    })();
+    })().finally(() => (churnEnded = true));
 
     const started = Date.now();
     let snapshots = 0;
@@ -188,6 +189,8 @@ describe("datastore metadata churn under array snapshots", () => {
             if (bad !== undefined) failures.push(`snapshot ${snapshots}: ${bad}`);
           }
           const tree = treeOf(seen);
+          // The operation in flight at the reply may be in the cut but not yet acknowledged here.
+          while (history.length <= to && !churnEnded) await sleep(1);
           if (!history.slice(from, to + 1).includes(tree)) {
             const at = history.lastIndexOf(tree);
             failures.push(`snapshot ${snapshots} (generation ${report.generation}): tree matches no state between operations ${from} and ${to}${at >= 0 ? ` (it is the state after operation ${at})` : " (nor any other)"}: ${treeDiff(history[from] ?? "", tree)}; ops ${oplog.slice(Math.max(0, from - 2), to + 2).join(" | ")}`);
@@ -210,7 +213,7 @@ describe("datastore metadata churn under array snapshots", () => {
     if (process.env.SANBOX_TEST_VERBOSE) console.error({ snapshots, midOperation, operations: history.length - 1, counts });
     expect(failures).toEqual([]);
     expect(final.ok).toBe(true);
-    expect(snapshots).toBeGreaterThanOrEqual(100);
+    expect(snapshots).toBeGreaterThanOrEqual(50); // 400 in ~15 s on an idle 2-core machine
     expect(history.length).toBeGreaterThan(snapshots);
     expect(midOperation).toBeGreaterThan(snapshots / 10);
     expect(Object.values(counts).every((n) => n > 0)).toBe(true);

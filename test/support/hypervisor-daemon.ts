@@ -1,11 +1,7 @@
 /**
  * Start `sanbox hypervisor serve` as a user would, against a running array
  * daemon, run `sanbox vm …` commands against it, and stop it with SIGTERM.
- *
- * The binary is dist/src/cli/main.js once it registers the hypervisor commands,
- * else the interim entry dist/src/cli/hypervisor-standalone.js.
  */
-import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { connectHypervisor, type HypervisorClient } from "../../src/rpc/hypervisor-rpc.js";
@@ -14,9 +10,7 @@ import { TOOL_ENV } from "./tools.js";
 const ROOT = resolve(import.meta.dirname, "..", "..");
 
 export function hypervisorBin(): string {
-  const main = join(ROOT, "dist", "src", "cli", "main.js");
-  if (existsSync(main) && readFileSync(main, "utf8").includes("registerHypervisor")) return main;
-  return join(ROOT, "dist", "src", "cli", "hypervisor-standalone.js");
+  return join(ROOT, "dist", "src", "cli", "main.js");
 }
 
 export interface HypervisorDaemon {

@@ -100,7 +100,12 @@ export class ImageBuilder implements ImageSink {
   /** Stores every touched chunk and returns the image's index. The builder is spent afterwards. */
   finish(): Promise<DiskIndex> {
     return this.serial(async () => {
-      for (const i of [...this.dirty.keys()]) await this.evict(i);
+      // Chunks are independent: store them several at a time (each store is a write + fsync + rename).
+      const pending = [...this.dirty.keys()];
+      const worker = async (): Promise<void> => {
+        for (let i = pending.shift(); i !== undefined; i = pending.shift()) await this.evict(i);
+      };
+      await Promise.all(Array.from({ length: Math.min(8, pending.length) }, worker));
       return { size: this.bytes, chunkSize: this.cs, chunks: [...this.chunks] };
     });
   }

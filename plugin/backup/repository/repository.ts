@@ -1,7 +1,7 @@
 /**
  * The backup repository: a directory anyone can inspect with `ls`.
  *
- *   repo.json                      { version, chunkSize }
+ *   repo.json                      { version, id, chunkSize }   (id names this repository's snapshots on arrays)
  *   chunks/ab/ab12…                content-addressed chunks (chunk-store.ts)
  *   points/<id>/point.json         a committed backup point (catalog.ts)
  *   points/<id>/<disk>.index.json  its disks' chunk indexes
@@ -69,6 +69,8 @@ export class Repository {
   private constructor(
     readonly dir: string,
     readonly chunkSize: number,
+    /** 8 hex digits, random at creation: array snapshots this repository keeps as bases carry it in their names. */
+    readonly id: string,
   ) {
     this.chunks = new ChunkStore(join(dir, "chunks"), chunkSize);
   }
@@ -85,8 +87,9 @@ export class Repository {
       const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
       if (!Number.isInteger(Math.log2(chunkSize)) || chunkSize < 4096 || chunkSize > 64 * 1024 * 1024) throw new InvalidArgumentError(`chunk size ${chunkSize} must be a power of two between 4 KiB and 64 MiB`);
       for (const d of ["chunks", "points", "tmp", "locks"]) await mkdir(join(dir, d), { recursive: true });
-      await writeFileAtomic(join(dir, "repo.json"), JSON.stringify({ version: CATALOG_VERSION, chunkSize }, null, 2) + "\n", dir);
-      return new Repository(dir, chunkSize);
+      const id = randomBytes(4).toString("hex");
+      await writeFileAtomic(join(dir, "repo.json"), JSON.stringify({ version: CATALOG_VERSION, id, chunkSize }, null, 2) + "\n", dir);
+      return new Repository(dir, chunkSize, id);
     }
     let parsed: unknown;
     try {
@@ -97,8 +100,10 @@ export class Repository {
     if (typeof parsed !== "object" || parsed === null) throw new CorruptError(`${dir}/repo.json: expected an object`);
     const cs = (parsed as Record<string, unknown>)["chunkSize"];
     if (typeof cs !== "number" || !Number.isInteger(cs) || cs <= 0) throw new CorruptError(`${dir}/repo.json: invalid chunkSize`);
+    const id = (parsed as Record<string, unknown>)["id"];
+    if (typeof id !== "string" || !/^[0-9a-f]{8}$/.test(id)) throw new CorruptError(`${dir}/repo.json: invalid id`);
     for (const d of ["chunks", "points", "tmp", "locks"]) await mkdir(join(dir, d), { recursive: true });
-    return new Repository(dir, cs);
+    return new Repository(dir, cs, id);
   }
 
   /** Removes what crashed runs left under tmp/; returns the names removed. */

@@ -11,6 +11,7 @@
  * bitmap agreeing with the RPC.
  */
 import { SanboxError } from "../../../src/errors.js";
+import { v1 } from "../../../src/rpc/proto.js";
 import { NBD_META_QEMU_DIRTY_BITMAP_PREFIX, NBD_STATE_DIRTY } from "../../../src/nbd/constants.js";
 import { drain, expectCode, firstDifference, must, violation } from "../assert.js";
 import type { CheckContext, Lun, Snapshot } from "../context.js";
@@ -75,7 +76,7 @@ function checkShape(msgs: readonly Message[], opts: { capacity: number; maxResul
   must(msgs.length >= 1, "the stream sent no message (at least one is required, to carry volume_capacity_bytes)");
   const first = msgs[0];
   must(first !== undefined, "no first message");
-  must(first.blockMetadataType !== 0, "block_metadata_type is UNKNOWN");
+  must(first.blockMetadataType !== v1.BlockMetadataType.BLOCK_METADATA_TYPE_UNKNOWN, "block_metadata_type is UNKNOWN");
   let prevEnd = -1;
   let prev: Ext | undefined;
   msgs.forEach((m, i) => {

@@ -14,6 +14,7 @@ import { must, violation } from "../assert.js";
 import { STAMP_SIZE, pattern, readStamp, stamp } from "../data.js";
 import { describeArea } from "../registry.js";
 import type { NbdClient } from "../../../src/nbd/client.js";
+import { errorMessage } from "../../../src/errors.js";
 
 const MEMBERS = 3;
 const CHAIN_SLOTS = 1024; // per member: 4 MiB of stamps
@@ -75,7 +76,7 @@ describeArea("group", (area) => {
       stop = true;
       await chain;
       await noise;
-      if (chainError !== undefined) throw chainError;
+      if (chainError !== undefined) throw chainError instanceof Error ? chainError : new Error(errorMessage(chainError));
       must(r.snapshots.length === MEMBERS, `group snapshot has ${r.snapshots.length} members for ${MEMBERS} LUNs`);
 
       // Which chain writes does each member hold?

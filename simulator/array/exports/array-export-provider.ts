@@ -107,4 +107,5 @@ function leakLiveBlock(backend: VolumeBackend, live: Volume): void {
     if (offset < end) (await live.read(offset, end - offset)).copy(data, 0);
     return data;
   };
+  backend.readSparse = async (offset: number, length: number) => [{ offset, data: await backend.read(offset, length) }];
 }

@@ -367,7 +367,7 @@ export class SanboxArrayService implements ArrayServiceImpl {
     const snaps: SnapshotInfo[] = [];
     for (const [i, l] of luns.entries()) {
       if (i > 0) await new Promise((r) => setTimeout(r, GROUP_SKEW_MS));
-      snaps.push(await this.store.createSnapshot({ lun: l.id, name: `${name}@${l.name}` }));
+      snaps.push(await this.store.createSnapshot({ lun: l.id, name: `${name}.m${i}` }));
     }
     this.skewGroups.set(id, { name, lunIds: ids, snapshotIds: snaps.map((s) => s.id) });
     return { snapshots: snaps.map((s) => ({ ...this.snapView(s), groupSnapshotId: id })), groupSnapshotId: id };

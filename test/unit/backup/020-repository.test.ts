@@ -11,13 +11,15 @@ import { execa } from "execa";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { BackupPoint, DiskIndex } from "../../../plugin/backup/repository/catalog.js";
+import { ImageBuilder } from "../../../plugin/backup/repository/image-builder.js";
+import { ImageReader } from "../../../plugin/backup/repository/image-reader.js";
 import { Repository } from "../../../plugin/backup/repository/repository.js";
 import { tempDir } from "../../support/tools.js";
 
 const CS = 4096;
 
-function point(repo: Repository, id: string, vm: string, disks: { name: string; size: number }[], createdAt = new Date().toISOString()): BackupPoint {
-  void repo;
+function point(_repo: Repository, id: string, vm: string, disks: { name: string; size: number }[], createdAt = new Date().toISOString()): BackupPoint {
+
   return {
     version: 1,
     id,
@@ -54,7 +56,7 @@ describe("backup repository", () => {
           let model = Buffer.alloc(0);
           let base: DiskIndex | undefined;
           for (const ops of [first, second]) {
-            const img = new (await import("../../../plugin/backup/repository/image-builder.js")).ImageBuilder(repo.chunks, base, maxDirty);
+            const img = new ImageBuilder(repo.chunks, base, maxDirty);
             for (const op of ops) {
               if (op.kind === "resize") {
                 const next = Buffer.alloc(op.size);
@@ -75,7 +77,7 @@ describe("backup repository", () => {
               }
             }
             base = await img.finish();
-            const reader = new (await import("../../../plugin/backup/repository/image-reader.js")).ImageReader(repo.chunks, base);
+            const reader = new ImageReader(repo.chunks, base);
             expect(reader.size).toBe(model.length);
             expect(Buffer.compare(await reader.read(0, model.length), model)).toBe(0);
           }

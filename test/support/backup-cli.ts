@@ -1,0 +1,42 @@
+/**
+ * Run `sanbox backup …` / `sanbox restore …` as a user would: dist/src/cli/main.js
+ * once it registers the backup commands, else the interim entry
+ * dist/src/cli/backup-standalone.js.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { execa, type ResultPromise } from "execa";
+import { TOOL_ENV } from "./tools.js";
+
+const ROOT = resolve(import.meta.dirname, "..", "..");
+
+export function backupBin(): string {
+  const main = join(ROOT, "dist", "src", "cli", "main.js");
+  if (existsSync(main) && readFileSync(main, "utf8").includes("registerBackup")) return main;
+  return join(ROOT, "dist", "src", "cli", "backup-standalone.js");
+}
+
+export interface CliResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export async function sanboxBackup(args: readonly string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const r = await execa("node", [backupBin(), ...args], { env: { ...TOOL_ENV, SANBOX_LOG: "warn", ...env }, reject: false });
+  return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
+}
+
+/** Starts a command without waiting (kill tests, `backup serve`). */
+const spawnOptions = (env: Record<string, string>) => ({ env: { ...TOOL_ENV, SANBOX_LOG: "warn", ...env }, reject: false, buffer: false, stdout: "pipe", stderr: "pipe" }) as const;
+
+export type Spawned = ResultPromise<ReturnType<typeof spawnOptions>>;
+
+export function spawnBackup(args: readonly string[], env: Record<string, string> = {}): Spawned {
+  return execa("node", [backupBin(), ...args], spawnOptions(env));
+}
+
+export function obj(v: unknown): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error(`expected an object: ${JSON.stringify(v)}`);
+  return v as Record<string, unknown>;
+}
