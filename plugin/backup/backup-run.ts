@@ -24,13 +24,11 @@
  * their name prefix and deleted at the start of the next run of that VM.
  */
 import { Datastore } from "../../src/datastore/datastore.js";
-import { NbdDevice } from "../../src/datastore/block-device.js";
 import type { FileExtent } from "../../src/datastore/format.js";
 import { readVm } from "../../src/datastore/vm-files.js";
 import { CbtUnavailableError, FailedPreconditionError, SanboxError, errorMessage } from "../../src/errors.js";
 import { normalize, totalLength, type Extent } from "../../src/extents/index.js";
 import { silentLogger, type Logger } from "../../src/log.js";
-import { NbdClient } from "../../src/nbd/client.js";
 import type { HypervisorApi } from "../../src/rpc/hypervisor-rpc.js";
 import { collectExtents, type ArrayDriver, type SnapshotInfo, type SnapshotSet } from "./array-driver.js";
 import { copyExtents, type CopyStats } from "./copy-extents.js";
@@ -135,6 +133,11 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
 
     // ---- discover ---------------------------------------------------------------------
     const inv = await retry("get VM", () => o.hypervisor.getVm({ name: o.vm }));
+    if (inv.workload?.quiesced === true) {
+      // We hold the VM's lock, so no other backup is in its T2 window: a killed run left the VM quiesced.
+      log.warn(`VM ${o.vm} is still quiesced by an earlier run that died; resuming it`);
+      await retry("resume", () => o.hypervisor.resumeVm({ vm: o.vm }));
+    }
     const before = layoutFromInventory(inv);
     const dsLunId = inv.datastoreLunId;
     const dsLun = await retry("find datastore LUN", () => o.array.findLun({ id: dsLunId }));
@@ -162,9 +165,9 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
       await failpoint("after-s1");
       const dsSnap = member(set, dsLun.id);
       s1DsUri = await openSnapshot(dsSnap.id);
-      const client = await NbdClient.connect(s1DsUri);
+      const client = await ExportReader.open(s1DsUri, { connections: 1, log });
       try {
-        const ds = await Datastore.open(new NbdDevice(client, false), { readOnly: true });
+        const ds = await Datastore.open(client.asBlockDevice(), { readOnly: true });
         const atS1 = layoutFromVmInfo(o.vm, await readVm(ds, before.dir));
         const changes = layoutChanges(before, atS1);
         if (changes.length > 0) {
@@ -243,6 +246,7 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
     let s2: SnapshotSet;
     let t2: string;
     try {
+      await failpoint("in-quiesce");
       s2 = await retry("create S2", () => o.array.createSnapshot(`${snapshotPrefix(o.repo.id, o.vm)}${runId}-s2`, [dsLun.id]));
       created.push(s2);
       t2 = new Date().toISOString();
@@ -257,13 +261,8 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
     const s2Snap = member(s2, dsLun.id);
     const s2Reader = await ExportReader.open(await openSnapshot(s2Snap.id), { log });
     readers.push(s2Reader);
-    const s2Client = await NbdClient.connect(s2Reader.uri);
-    try {
-      const ds2 = await Datastore.open(new NbdDevice(s2Client, false), { readOnly: true });
-      for (const w of vmdks) w.s2 = { map: await ds2.extentMap(w.disk.flatPath), size: (await ds2.stat(w.disk.flatPath)).size };
-    } finally {
-      await s2Client.close();
-    }
+    const ds2 = await Datastore.open(s2Reader.asBlockDevice(), { readOnly: true });
+    for (const w of vmdks) w.s2 = { map: await ds2.extentMap(w.disk.flatPath), size: (await ds2.stat(w.disk.flatPath)).size };
     const prevDsSnap = prev?.base.snapshots.find((s) => s.lunId === dsLun.id);
     let sinceBase: Extent[] | undefined;
     if (prevDsSnap !== undefined && vmdks.some((w) => prevDiskOf(prev, w) !== undefined)) {

@@ -2,7 +2,8 @@
  * Retrying transient failures with exponential backoff and jitter. Transient
  * means the array or the connection hiccupped (UNAVAILABLE, TIMEOUT,
  * CONNECTION_CLOSED, ABORTED); anything else (NOT_FOUND, a bad argument,
- * CORRUPT) fails at once, since trying again cannot help.
+ * CORRUPT) fails at once, since trying again cannot help. Reads, being
+ * idempotent, also retry an EIO the NBD server answered (isRetryableRead).
  */
 import { SanboxError, type ErrorCode } from "../../src/errors.js";
 import type { Logger } from "../../src/log.js";
@@ -13,11 +14,18 @@ export function isTransient(e: unknown): boolean {
   return e instanceof SanboxError && TRANSIENT.has(e.code);
 }
 
+/** For idempotent reads: also an I/O error the server reported (EIO), which a path failover may clear. */
+export function isRetryableRead(e: unknown): boolean {
+  return isTransient(e) || (e instanceof SanboxError && e.code === "NBD_COMMAND" && e.errno === "EIO");
+}
+
 export interface RetryOptions {
   attempts?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
   log?: Logger;
+  /** Which errors to retry (default: isTransient). */
+  retryIf?: (e: unknown) => boolean;
   /** Called before each retry (e.g. reconnect). */
   onRetry?: (e: unknown, attempt: number) => Promise<void> | void;
 }
@@ -30,7 +38,7 @@ export async function withRetry<T>(what: string, fn: () => Promise<T>, opts: Ret
     try {
       return await fn();
     } catch (e: unknown) {
-      if (!isTransient(e) || attempt >= attempts) throw e;
+      if (!(opts.retryIf ?? isTransient)(e) || attempt >= attempts) throw e;
       const delay = Math.min(max, base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
       opts.log?.warn(`${what}: ${e instanceof Error ? e.message : String(e)}; retry ${attempt}/${attempts - 1} in ${Math.round(delay)} ms`);
       await new Promise((r) => setTimeout(r, delay));

@@ -1,20 +1,14 @@
 /**
  * Starts `sanbox` daemons as child processes for the demo and the benchmarks:
- * the array (`array serve`) and the hypervisor (`hypervisor serve`), each
- * resolved to dist/src/cli/main.js once it registers the command, else to the
- * interim standalone entry. Waits for the "rpc ENDPOINT" line on stdout.
+ * the array (`array serve`) and the hypervisor (`hypervisor serve`), from the
+ * same `sanbox` entry point. Waits for the "rpc ENDPOINT" line on stdout.
  */
-import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 
 const CLI_DIR = import.meta.dirname;
 
-export function binFor(marker: string, fallback: string): string {
-  const main = join(CLI_DIR, "main.js");
-  if (existsSync(main) && readFileSync(main, "utf8").includes(marker)) return main;
-  return join(CLI_DIR, fallback);
-}
+const SANBOX_MAIN = join(CLI_DIR, "main.js");
 
 const daemonOptions = { reject: false, buffer: false, stdout: "pipe", stderr: "pipe", env: { SANBOX_LOG: "warn" } } as const;
 export type ChildDaemon = ResultPromise<typeof daemonOptions>;
@@ -37,10 +31,10 @@ export async function startDaemon(bin: string, args: string[]): Promise<{ proc: 
 
 /** The array and the hypervisor, as a user starts them. */
 export async function startArrayAndHypervisor(dir: string): Promise<{ array: string; hypervisor: string; stop: () => Promise<void> }> {
-  const array = await startDaemon(binFor("registerArrayServe", "main.js"), ["array", "serve", "--data", join(dir, "array")]);
+  const array = await startDaemon(SANBOX_MAIN, ["array", "serve", "--data", join(dir, "array")]);
   let hv: { proc: ChildDaemon; endpoint: string };
   try {
-    hv = await startDaemon(binFor("registerHypervisor", "hypervisor-standalone.js"), ["hypervisor", "serve", "--array", array.endpoint, "--data", join(dir, "hv")]);
+    hv = await startDaemon(SANBOX_MAIN, ["hypervisor", "serve", "--array", array.endpoint, "--data", join(dir, "hv")]);
   } catch (e: unknown) {
     array.proc.kill("SIGTERM");
     await array.proc;

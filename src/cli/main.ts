@@ -10,6 +10,7 @@ import { registerNbd } from "./nbd-command.js";
 import { registerArray } from "./array-command.js";
 import { registerArrayClient, registerArrayInfo } from "./array-client-commands.js";
 import { registerArrayServe } from "./array-serve.js";
+import { registerBackup, registerRestore } from "./backup-commands.js";
 import { registerDatastore, registerVerifyConsistency } from "./datastore-commands.js";
 import { registerDemo } from "./demo-command.js";
 import { registerHypervisor, registerVm } from "./hypervisor-commands.js";
@@ -30,6 +31,8 @@ registerDatastore(program);
 registerVerifyConsistency(program);
 registerHypervisor(program);
 registerVm(program);
+registerBackup(program);
+registerRestore(program);
 registerDemo(program);
 
 await runMain(program);

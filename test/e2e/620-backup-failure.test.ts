@@ -1,7 +1,8 @@
 /**
- * Failure: a backup killed (kill -9) at each step leaves the previous points
+ * Failure: a backup killed (kill -9) at each step (even inside the quiesce window) leaves the previous points
  * intact and no visible partial point; the next run deletes the snapshots the
- * killed run left on the array and the unfinished point in the repository. A
+ * killed run left on the array and the unfinished point in the repository, and
+ * resumes a VM the killed run left quiesced. A
  * run that fails cleans up after itself. Through the driver interface: an
  * array without group snapshots gets a clear error; an array without CBT gets
  * full reads and still a correct, time-consistent point.
@@ -61,7 +62,7 @@ describe("backup failures", () => {
     const first = await sanboxBackup(args(repoDir));
     expect(first.exitCode, first.stderr).toBe(0);
     let latest = String(obj(JSON.parse(first.stdout))["point"]);
-    const steps = ["after-s1", "after-s2", "before-commit", "before-rename"];
+    const steps = ["after-s1", "in-quiesce", "after-s2", "before-commit", "before-rename"];
     for (const step of steps.sort(() => Math.random() - 0.5)) {
       const child = spawnBackup(args(repoDir), { SANBOX_FAILPOINT: step });
       await new Promise<void>((res, rej) => {
@@ -88,8 +89,9 @@ describe("backup failures", () => {
       expect((await rpc.listExports({})).exports.filter((e) => e.snapshotId !== "")).toEqual([]);
       const v = await verifyPoint(repo, await repo.get(latest));
       expect(v.ok).toBe(true);
+      expect((await hvc.getWorkloadStatus({ vm: "vm1" })).quiesced, `VM left quiesced after a kill at ${step}`).toBe(false);
     }
-  });
+   }, 150_000);
 
   it("a run that fails deletes its snapshots and exports and commits nothing", async () => {
     const repo = await Repository.open(join(tmp.dir, "repo-fail"), { create: true, chunkSize: 65536 });

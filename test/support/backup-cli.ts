@@ -1,9 +1,6 @@
 /**
- * Run `sanbox backup …` / `sanbox restore …` as a user would: dist/src/cli/main.js
- * once it registers the backup commands, else the interim entry
- * dist/src/cli/backup-standalone.js.
+ * Run `sanbox backup …` / `sanbox restore …` as a user would (dist/src/cli/main.js).
  */
-import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { TOOL_ENV } from "./tools.js";
@@ -11,9 +8,7 @@ import { TOOL_ENV } from "./tools.js";
 const ROOT = resolve(import.meta.dirname, "..", "..");
 
 export function backupBin(): string {
-  const main = join(ROOT, "dist", "src", "cli", "main.js");
-  if (existsSync(main) && readFileSync(main, "utf8").includes("registerBackup")) return main;
-  return join(ROOT, "dist", "src", "cli", "backup-standalone.js");
+  return join(ROOT, "dist", "src", "cli", "main.js");
 }
 
 export interface CliResult {

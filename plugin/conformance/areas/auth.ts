@@ -50,6 +50,30 @@ describeArea("auth", (area) => {
     return { hostId: host.hostId, identity: host.pskIdentity, keyFile, wrongKeyFile, mappedUri: exp.uri, mappedName: exp.exportName, hiddenName: hiddenExp.exportName };
   });
 
+  area.it("auth.host-lifecycle", "CreateHost is idempotent on name and key, refuses a short key (INVALID_ARGUMENT) and another host's identity (ALREADY_EXISTS); a host with mappings cannot be deleted (FAILED_PRECONDITION); DeleteHost is idempotent", async (t) => {
+    const key = randomBytes(32);
+    const name = t.name("hl");
+    const h = await t.array.createHost({ name, pskKey: key });
+    t.track.host(h.hostId);
+    must(h.pskIdentity === name, `psk_identity defaults to "${h.pskIdentity}", expected the name ${name}`);
+    for (let i = 0; i < t.idempotentCount; i++) {
+      const again = await t.array.createHost({ name, pskKey: key });
+      must(again.hostId === h.hostId, `repeat ${i + 1} returned host ${again.hostId}, expected ${h.hostId}`);
+    }
+    await expectCode(() => t.array.createHost({ name, pskKey: randomBytes(32) }), "ALREADY_EXISTS", "CreateHost(same name, other key)");
+    await expectCode(() => t.array.createHost({ name: t.name("hl2"), pskIdentity: name, pskKey: randomBytes(32) }), "ALREADY_EXISTS", "CreateHost(another host's identity)");
+    await expectCode(() => t.array.createHost({ name: t.name("hl3"), pskKey: randomBytes(4) }), "INVALID_ARGUMENT", "CreateHost(4-byte key)");
+    const lun = await t.createLun("hl", t.blockSize);
+    await t.array.mapLun({ lunId: lun.lunId, hostId: h.hostId });
+    await t.array.mapLun({ lunId: lun.lunId, hostId: h.hostId });
+    must((await t.array.getLun({ lunId: lun.lunId })).mappedHostIds.filter((x) => x === h.hostId).length === 1, "MapLun twice does not give exactly one mapping");
+    await expectCode(() => t.array.deleteHost({ hostId: h.hostId }), "FAILED_PRECONDITION", "DeleteHost(host with a mapping)");
+    await t.array.unmapLun({ lunId: lun.lunId, hostId: h.hostId });
+    await t.array.deleteHost({ hostId: h.hostId });
+    for (let i = 0; i < t.idempotentCount; i++) await t.array.deleteHost({ hostId: h.hostId });
+    await expectCode(() => t.array.mapLun({ lunId: lun.lunId, hostId: t.name("no-such-host") }), "NOT_FOUND", "MapLun(unknown host)");
+  });
+
   area.it("auth.token", "every call without the bearer token, or with a wrong one, is UNAUTHENTICATED", async (t) => {
     const token = t.config.token;
     if (token === undefined) return t.skip("no --token given (the suite cannot tell whether the endpoint requires one)");

@@ -10,6 +10,8 @@
  * the documented errors; a deleted base; the live target; and the NBD dirty
  * bitmap agreeing with the RPC.
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { SanboxError } from "../../../src/errors.js";
 import { v1 } from "../../../src/rpc/proto.js";
 import { NBD_META_QEMU_DIRTY_BITMAP_PREFIX, NBD_STATE_DIRTY } from "../../../src/nbd/constants.js";
@@ -18,6 +20,8 @@ import type { CheckContext, Lun, Snapshot } from "../context.js";
 import { isZero, pattern } from "../data.js";
 import { flatten, fmt, fmtList, sameRanges, uncovered, union, type Ext, type Message, type Range } from "../extents.js";
 import { describeArea } from "../registry.js";
+
+const execFileP = promisify(execFile);
 
 interface CbtSetup {
   lun: Lun;
@@ -98,6 +102,25 @@ function checkShape(msgs: readonly Message[], opts: { capacity: number; maxResul
   const early = flat.find((e) => e.offset + e.length <= opts.startingOffset);
   must(early === undefined, `extent ${early !== undefined ? fmt(early) : ""} ends at or before starting_offset ${opts.startingOffset}`);
   return flat;
+}
+
+/** Runs `nbdinfo --map=CONTEXT --json URI` (libnbd's tool); skips the check when it is not installed. */
+async function nbdinfoMap(t: CheckContext, context: string, uri: string): Promise<{ offset: number; length: number; type: number }[]> {
+  let stdout: string;
+  try {
+    ({ stdout } = await execFileP("nbdinfo", [`--map=${context}`, "--json", uri], { timeout: 30_000, maxBuffer: 64 * 1024 * 1024 }));
+  } catch (e: unknown) {
+    if (e instanceof Error && "code" in e && e.code === "ENOENT") t.skip("nbdinfo is not installed (apt-get install libnbd-bin)");
+    violation(`nbdinfo --map=${context} failed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const v: unknown = JSON.parse(stdout);
+  if (!Array.isArray(v)) violation(`nbdinfo --map --json printed ${stdout.slice(0, 200)}`);
+  return v.map((x: unknown) => {
+    if (typeof x !== "object" || x === null) violation(`nbdinfo map entry ${JSON.stringify(x)}`);
+    const o = x as Record<string, unknown>;
+    if (typeof o.offset !== "number" || typeof o.length !== "number" || typeof o.type !== "number") violation(`nbdinfo map entry ${JSON.stringify(x)}`);
+    return { offset: o.offset, length: o.length, type: o.type };
+  });
 }
 
 describeArea("cbt", (area) => {
@@ -278,6 +301,20 @@ describeArea("cbt", (area) => {
       for await (const e of c.extents(ctxName)) if ((e.flags & NBD_STATE_DIRTY) !== 0) dirty.push({ offset: e.offset, length: e.length });
       const flat = flatten(await changes(t, s.s1.snapshotId, s.s2.snapshotId));
       must(sameRanges(dirty, flat), `dirty bitmap ${fmtList(union(dirty))} differs from GetChangedBlocks ${fmtList(union(flat))}`);
+    },
+    { requires: ["cbt", "nbdDirtyBitmaps"] },
+  );
+
+  area.it(
+    "cbt.nbdinfo-map",
+    "stock tools read the array's CBT: `nbdinfo --map=qemu:dirty-bitmap:<base> URI` on the target's export shows dirty exactly what GetChangedBlocks reports",
+    async (t) => {
+      const s = await setup(t);
+      const exp = await t.exportOf({ snapshotId: s.s2.snapshotId });
+      const map = await nbdinfoMap(t, `${NBD_META_QEMU_DIRTY_BITMAP_PREFIX}${s.s1.snapshotId}`, exp.uri);
+      const dirty = map.filter((e) => (e.type & NBD_STATE_DIRTY) !== 0);
+      const flat = flatten(await changes(t, s.s1.snapshotId, s.s2.snapshotId));
+      must(sameRanges(dirty, flat), `nbdinfo --map shows dirty ${fmtList(union(dirty))}, GetChangedBlocks reports ${fmtList(union(flat))}`);
     },
     { requires: ["cbt", "nbdDirtyBitmaps"] },
   );

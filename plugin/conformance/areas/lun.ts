@@ -3,6 +3,7 @@
  * list with paging, resize, delete (idempotent), and every documented error
  * code of these calls (docs/contract.md "Errors").
  */
+import { randomBytes } from "node:crypto";
 import { expectCode, must } from "../assert.js";
 import { describeArea } from "../registry.js";
 
@@ -81,7 +82,7 @@ describeArea("lun", (area) => {
     await expectCode(() => t.array.deleteLun({ lunId: "" }), "INVALID_ARGUMENT", "DeleteLun(empty lun_id)");
   });
 
-  area.it("lun.delete-precondition", "DeleteLun of a LUN that has snapshots or exports is FAILED_PRECONDITION, and the LUN survives", async (t) => {
+  area.it("lun.delete-precondition", "DeleteLun of a LUN that has snapshots, exports or mappings is FAILED_PRECONDITION, and the LUN survives", async (t) => {
     const lun = await t.createLun("busy", t.blockSize * 2);
     const exp = await t.exportOf({ lunId: lun.lunId });
     await expectCode(() => t.array.deleteLun({ lunId: lun.lunId }), "FAILED_PRECONDITION", "DeleteLun(exported LUN)");
@@ -90,6 +91,12 @@ describeArea("lun", (area) => {
     await expectCode(() => t.array.deleteLun({ lunId: lun.lunId }), "FAILED_PRECONDITION", "DeleteLun(LUN with a snapshot)");
     must((await t.array.getLun({ lunId: lun.lunId })).lunId === lun.lunId, "the LUN is gone after a refused delete");
     await t.array.deleteSnapshot({ snapshotId: s.snapshotId });
+    const host = await t.array.createHost({ name: t.name("h"), pskKey: randomBytes(32) });
+    t.track.host(host.hostId);
+    await t.array.mapLun({ lunId: lun.lunId, hostId: host.hostId });
+    await expectCode(() => t.array.deleteLun({ lunId: lun.lunId }), "FAILED_PRECONDITION", "DeleteLun(mapped LUN)");
+    await t.array.unmapLun({ lunId: lun.lunId, hostId: host.hostId });
+    await t.array.deleteLun({ lunId: lun.lunId });
   });
 
   area.it("lun.list-paging", "ListLuns pages with max_entries and next_token, returning every LUN exactly once; a bad token is ABORTED, a negative max_entries INVALID_ARGUMENT", async (t) => {

@@ -94,6 +94,7 @@ describe("fault-proxy options", () => {
     expect(k.filterArgs).toMatchObject({ "error-pread": "EIO", "error-pread-rate": "10%", rdelay: "5ms", wdelay: "7ms", "delay-zero": "7ms", "delay-trim": "7ms", rate: String(8 * 1024 * 1024) });
     expect(k.unixSocket).toBe("/tmp/p.sock");
     expect(faultFrontOptions(faultProxyOptions("nbd://h/x", {})).filters).toEqual([]);
+    expect(faultFrontOptions(faultProxyOptions("nbd+unix:///?socket=/a", { allExports: true })).pluginArgs).toEqual({ uri: "nbd+unix:///?socket=/a", "dynamic-export": "true" });
     expect(() => faultProxyOptions("nbd://h/x", { errorOps: "read" })).toThrow(/needs --error-rate/);
     expect(() => faultProxyOptions("http://h/x", {})).toThrow();
   });
