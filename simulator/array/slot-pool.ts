@@ -29,8 +29,12 @@ interface QueuedWrite {
   reject: (e: Error) => void;
 }
 
-/** Positioned writes in the threadpool at once, per slot file. */
-const WRITE_DEPTH = 2;
+/**
+ * Positioned writes in the threadpool at once, per slot file: libuv's default pool
+ * size. Deeper queues are combined instead (measured: depth 4 keeps 4 KiB random
+ * overwrites at QD16 on par with a plain file; depth 2 lost a third).
+ */
+const WRITE_DEPTH = 4;
 const MAX_BATCH_OPS = 64; // well under IOV_MAX
 const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 

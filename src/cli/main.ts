@@ -11,8 +11,10 @@ import { registerArray } from "./array-command.js";
 import { registerArrayClient, registerArrayInfo } from "./array-client-commands.js";
 import { registerArrayServe } from "./array-serve.js";
 import { registerBackup, registerRestore } from "./backup-commands.js";
+import { registerConformance } from "./conformance-command.js";
 import { registerDatastore, registerVerifyConsistency } from "./datastore-commands.js";
 import { registerDemo } from "./demo-command.js";
+import { registerFaultProxy } from "./fault-proxy-command.js";
 import { registerHypervisor, registerVm } from "./hypervisor-commands.js";
 import { runMain } from "./run.js";
 
@@ -33,6 +35,8 @@ registerHypervisor(program);
 registerVm(program);
 registerBackup(program);
 registerRestore(program);
+registerConformance(program);
+registerFaultProxy(program);
 registerDemo(program);
 
 await runMain(program);

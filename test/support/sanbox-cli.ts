@@ -1,22 +1,13 @@
 /**
- * Runs `sanbox conformance` and `sanbox fault-proxy` as a user would. Until
- * src/cli/main.ts registers these commands, the same registration functions are
- * mounted by test/support/sanbox-extra.mjs; once main.ts has them, main.js is used.
+ * Runs `sanbox conformance` and `sanbox fault-proxy` as a user would (dist/src/cli/main.js).
  */
-import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { sanboxBin } from "./array-daemon.js";
 import { TOOL_ENV } from "./tools.js";
 
-const ROOT = resolve(import.meta.dirname, "..", "..");
-let entry: Promise<string> | undefined;
-
-/** The script that knows `conformance` and `fault-proxy`. */
+/** The `sanbox` entry point. */
 export function sanboxEntry(): Promise<string> {
-  entry ??= execa("node", [sanboxBin(), "conformance", "--help"], { reject: false }).then((r) =>
-    r.exitCode === 0 && String(r.stdout).includes("--nbd-only") ? sanboxBin() : join(ROOT, "test", "support", "sanbox-extra.mjs"),
-  );
-  return entry;
+  return Promise.resolve(sanboxBin());
 }
 
 export interface CliResult {
