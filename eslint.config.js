@@ -3,7 +3,7 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", "src/rpc/generated/**", "coverage/**"] },
+  { ignores: ["dist/**", "node_modules/**", "src/rpc/generated/**", "coverage/**", ".bench-tmp/**"] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

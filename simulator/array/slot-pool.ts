@@ -31,8 +31,8 @@ interface QueuedWrite {
 
 /**
  * Positioned writes in the threadpool at once, per slot file: libuv's default pool
- * size. Deeper queues are combined instead (measured: depth 4 keeps 4 KiB random
- * overwrites at QD16 on par with a plain file; depth 2 lost a third).
+ * size. Deeper queues are combined instead. (In our runs of `bench -- store`, depth
+ * 2 slowed 4 KiB random overwrites at QD16; depth 4 did not.)
  */
 const WRITE_DEPTH = 4;
 const MAX_BATCH_OPS = 64; // well under IOV_MAX

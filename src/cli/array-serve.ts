@@ -19,12 +19,13 @@
  *  - gRPC over TCP needs TLS (--tls-cert/--tls-key) and a bearer token
  *    (--token-file), or --insecure. --token-file also applies on the Unix socket.
  */
-import { open as openFile, readFile, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { mkdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
+import { lockDirectory } from "../pid-lock.js";
 import type { Command } from "commander";
-import { FailedPreconditionError, InvalidArgumentError, errorMessage } from "../errors.js";
+import { InvalidArgumentError, errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { NBD_DEFAULT_PORT } from "../nbd/constants.js";
 import { NbdServer } from "../nbd/server.js";
@@ -69,34 +70,6 @@ function nbdEndpoint(text: string): RpcEndpoint {
   return parseEndpoint(text);
 }
 
-/** An exclusive pid lock on the data directory; a stale one (dead pid) is taken over. */
-async function lockDataDir(dir: string): Promise<() => Promise<void>> {
-  const path = resolve(dir, "serve.pid");
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await openFile(path, "wx", 0o644);
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      return () => rm(path, { force: true });
-    } catch (e: unknown) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const pid = Number((await readFile(path, "utf8").catch(() => "")).trim());
-      let alive = false;
-      if (Number.isInteger(pid) && pid > 0) {
-        try {
-          process.kill(pid, 0);
-          alive = true;
-        } catch {
-          alive = false;
-        }
-      }
-      if (alive) throw new FailedPreconditionError(`another array daemon (pid ${pid}) is serving ${dir}`);
-      await rm(path, { force: true });
-    }
-  }
-  throw new FailedPreconditionError(`cannot lock ${dir}`);
-}
-
 async function serve(o: ServeOptions): Promise<void> {
   const log = createLogger("array");
   const dir = resolve(o.data ?? defaultDataDir());
@@ -121,7 +94,7 @@ async function serve(o: ServeOptions): Promise<void> {
     if (token === undefined) throw new InvalidArgumentError(`token file ${o.tokenFile} is empty`);
   }
 
-  const unlock = await lockDataDir(dir);
+  const unlock = await lockDirectory(dir, "array daemon");
   const store = await ArrayStore.open(dir);
   const control = await ControlState.open(dir);
   const psk = new Map<string, Buffer>();

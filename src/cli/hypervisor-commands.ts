@@ -17,11 +17,12 @@
  * errors on stderr (src/cli/run.ts).
  */
 import { mkdirSync } from "node:fs";
-import { open as openFile, readFile, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
+import { lockDirectory } from "../pid-lock.js";
 import type { Command } from "commander";
-import { FailedPreconditionError, InvalidArgumentError, errorMessage } from "../errors.js";
+import { InvalidArgumentError, errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { connectArray } from "../rpc/array-client.js";
 import { parseTokenFile } from "../rpc/auth.js";
@@ -78,34 +79,6 @@ export function registerHypervisor(program: Command): Command {
   return hv;
 }
 
-/** An exclusive pid lock on the state directory; a stale one (dead pid) is taken over. */
-async function lockDir(dir: string): Promise<() => Promise<void>> {
-  const path = join(dir, "serve.pid");
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await openFile(path, "wx", 0o644);
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      return () => rm(path, { force: true });
-    } catch (e: unknown) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const pid = Number((await readFile(path, "utf8").catch(() => "")).trim());
-      let alive = false;
-      try {
-        if (Number.isInteger(pid) && pid > 0) {
-          process.kill(pid, 0);
-          alive = true;
-        }
-      } catch {
-        alive = false;
-      }
-      if (alive) throw new FailedPreconditionError(`another hypervisor (pid ${pid}) is serving ${dir}`);
-      await rm(path, { force: true });
-    }
-  }
-  throw new FailedPreconditionError(`cannot lock ${dir}`);
-}
-
 async function serve(o: ServeOptions): Promise<void> {
   const log = createLogger("hypervisor");
   const dir = resolve(o.data ?? defaultHypervisorDataDir());
@@ -122,7 +95,7 @@ async function serve(o: ServeOptions): Promise<void> {
     );
     if (token === undefined) throw new InvalidArgumentError(`token file ${file} is empty`);
   }
-  const unlock = await lockDir(dir);
+  const unlock = await lockDirectory(dir, "hypervisor");
   const link = new ArrayLink(connectArray({ endpoint: o.array ?? defaultArrayEndpoint(), ...envToken() }));
   let hv: Hypervisor | undefined;
   let rpc: Awaited<ReturnType<typeof serveHypervisor>> | undefined;
