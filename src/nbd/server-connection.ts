@@ -66,8 +66,9 @@ export class ServerConnection {
   ) {
     this.socket = socket;
     this.closed = new Promise((r) => (this.resolveClosed = r));
-    // TLS takes over the raw handle's reads at STARTTLS, so only plain servers use a user buffer.
-    this.attach(socket, cfg.tlsMode === "off");
+    // At STARTTLS, node's TLS wrap pushes its own stream listener over the handle,
+    // so the user buffer serves only the plaintext phase (tested in 150-server-tls).
+    this.attach(socket, true);
     socket.resume();
     this.handshakeTimer = setTimeout(() => this.abort(`no export chosen within ${cfg.handshakeTimeoutMs} ms`), cfg.handshakeTimeoutMs);
     this.handshakeTimer.unref();
