@@ -10,16 +10,22 @@
  * every connection: multi-conn is safe and FLUSH is a no-op.
  */
 import type { NbdBackend, ReadPiece, StatusExtent } from "../backend.js";
-import { BufferPool } from "../buffer-pool.js";
 import { NBD_META_BASE_ALLOCATION, NBD_STATE_HOLE, NBD_STATE_ZERO } from "../constants.js";
 import { InvalidArgumentError, UnsupportedError } from "../../errors.js";
 
 const PAGE = 64 * 1024;
 const SLAB_PAGES = 256; // 16 MiB slabs: one allocation instead of 256 page faults-and-frees
 
-/** Pages carved from slabs, recycled through a free list (freed pages are dirty). */
+/**
+ * Pages carved from slabs, recycled through a free list (freed pages are dirty).
+ * Reads alias page memory until the server has sent them, so a freed page is
+ * quarantined while any aliasing read is outstanding; it can never be recycled
+ * for another offset under a reply that is still queued on a socket.
+ */
 class PageAllocator {
   private readonly freePages: Buffer[] = [];
+  private quarantine: Buffer[] = [];
+  private readers = 0;
   alloc(zero: boolean): Buffer {
     const p = this.freePages.pop();
     if (p !== undefined) {
@@ -31,7 +37,21 @@ class PageAllocator {
     return slab.subarray(0, PAGE);
   }
   release(p: Buffer): void {
-    this.freePages.push(p);
+    if (this.readers > 0) this.quarantine.push(p);
+    else this.freePages.push(p);
+  }
+  /** A read that aliases pages starts; the returned function ends it (once). */
+  beginRead(): () => void {
+    this.readers++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--this.readers === 0 && this.quarantine.length > 0) {
+        for (const p of this.quarantine) this.freePages.push(p);
+        this.quarantine = [];
+      }
+    };
   }
 }
 
@@ -47,7 +67,6 @@ export class MemoryBackend implements NbdBackend {
   readonly description: string;
   private readonly pages = new Map<number, Buffer>();
   private readonly allocator = new PageAllocator();
-  private readonly readBuffers = new BufferPool();
 
   constructor(
     readonly size: number,
@@ -76,31 +95,20 @@ export class MemoryBackend implements NbdBackend {
   }
 
   async readSparse(offset: number, length: number): Promise<ReadPiece[]> {
-    // Copy out: the reply leaves the socket later, and a freed page may by then be
-    // recycled for another offset. Adjacent data pages become one piece.
-    const out: ReadPiece[] = [];
+    // Zero-copy: pieces alias page memory. A write landing before the reply leaves
+    // the socket was issued concurrently with this read (the client has not seen
+    // the reply), where the spec allows either content; and freed pages stay
+    // quarantined until the reply is sent (PageAllocator.beginRead).
     const pieces = this.readPieces(offset, length);
-    for (let i = 0; i < pieces.length; ) {
-      const p = pieces[i];
-      if (p === undefined) break;
-      if (!("data" in p)) {
-        out.push(p);
-        i++;
-        continue;
-      }
-      let j = i;
-      let bytes = 0;
-      for (let q = pieces[j]; q !== undefined && "data" in q; q = pieces[++j]) bytes += q.data.length;
-      const buf = this.readBuffers.get(bytes);
-      let at = 0;
-      for (let k = i; k < j; k++) {
-        const q = pieces[k];
-        if (q !== undefined && "data" in q) at += q.data.copy(buf, at);
-      }
-      out.push({ offset: p.offset, data: buf, release: () => this.readBuffers.release(buf) });
-      i = j;
-    }
-    return out;
+    const end = this.allocator.beginRead();
+    let last = -1;
+    pieces.forEach((p, i) => {
+      if ("data" in p) last = i;
+    });
+    const tail = pieces[last];
+    if (tail === undefined || !("data" in tail)) end();
+    else tail.release = end;
+    return pieces;
   }
 
   /** Pieces aliasing page memory, adjacent holes merged. */
