@@ -83,20 +83,24 @@ export async function run(argv: string[]): Promise<BenchResult> {
     rows.push({ case: `full backup, 3 x ${disk / MiB} MiB`, ours: fullMs, peer: "nbdcopy ds+rdm snapshots", peerValue: copyMs, ratio: copyMs / fullMs, unit: "ms" });
     await sleep(1000);
     progress("incremental backup");
+    const readBefore = (await rpc.getPoolStats({})).nbdSnapshotBytesRead;
     const t1 = performance.now();
     const inc = await runBackup({ vm: "vm1", repo, array: driver, hypervisor: hv });
     const incMs = performance.now() - t1;
+    // Array-side: every byte the array's snapshot exports served during the
+    // incremental (the VM's own I/O goes to live LUN exports and is not counted).
+    const arrayRead = (await rpc.getPoolStats({})).nbdSnapshotBytesRead - readBefore;
     rows.push({ case: "incremental backup (1 s of writes at 200 op/s)", ours: incMs, peer: "nbdcopy ds+rdm snapshots", peerValue: copyMs, ratio: copyMs / incMs, unit: "ms" });
     const reverted = inc.disks.reduce((n, d) => n + d.bytesReverted, 0);
     const budget = inc.changedBytes + reverted;
     rows.push({
-      case: "incremental: bytes read vs CBT changed + reverted",
-      ours: inc.arrayBytesRead / MiB,
+      case: "incremental: bytes read (array-side counter) vs CBT changed + reverted",
+      ours: arrayRead / MiB,
       peer: "CBT changed + reverted",
       peerValue: budget / MiB,
-      ratio: budget / Math.max(1, inc.arrayBytesRead),
+      ratio: budget / Math.max(1, arrayRead),
       unit: "MiB",
-      note: `read/budget = ${(inc.arrayBytesRead / Math.max(1, budget)).toFixed(2)}x, target <= 1.1x`,
+      note: `read/budget = ${(arrayRead / Math.max(1, budget)).toFixed(2)}x, target <= 1.1x; the plugin's own count: ${(inc.arrayBytesRead / MiB).toFixed(2)} MiB, the rest is datastore metadata parsing`,
     });
     notes.push(`quiesce windows: full ${full.quiesceWindowMs} ms, incremental ${inc.quiesceWindowMs} ms; T1->T2 change on the datastore ${(inc.t1t2ChangedBytes / MiB).toFixed(2)} MiB, reverted ${(reverted / MiB).toFixed(2)} MiB`);
     await hv.stopWorkload({ vm: "vm1" });

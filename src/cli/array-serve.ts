@@ -35,6 +35,7 @@ import { formatEndpoint, parseEndpoint, type RpcEndpoint } from "../rpc/endpoint
 import { serveArray } from "../rpc/server.js";
 import { ArrayStore } from "../../simulator/array/array-store.js";
 import { ArrayExportProvider } from "../../simulator/array/exports/array-export-provider.js";
+import { IoCounters } from "../../simulator/array/exports/io-counters.js";
 import { SanboxArrayService } from "../../simulator/array/service/array-service.js";
 import { ControlState, type HostRecord } from "../../simulator/array/service/control-state.js";
 import { defaultDataDir, nbdSocketPath, rpcSocketPath } from "./array-paths.js";
@@ -107,8 +108,9 @@ async function serve(o: ServeOptions): Promise<void> {
     const tls = host !== null || tlsMode === "require";
     return formatNbdUri({ tls, transport: t, exportName, ...(host !== null ? { tlsUsername: host.pskIdentity } : {}) });
   };
-  const service = new SanboxArrayService({ store, control, psk, nbdUri });
-  const provider = new ArrayExportProvider(store, (session) => service.access(session));
+  const counters = new IoCounters();
+  const service = new SanboxArrayService({ store, control, psk, nbdUri, counters });
+  const provider = new ArrayExportProvider(store, (session) => service.access(session), counters);
   const nbd = new NbdServer({ provider, tls: tlsMode, psk, log: log.child("nbd") });
 
   let rpc: Awaited<ReturnType<typeof serveArray>> | undefined;

@@ -10,6 +10,7 @@
  * sees everything: the array only allows that on its own Unix socket (or on TCP
  * when started with --insecure). See docs/contract.md "LUN masking".
  */
+import { IoCounters } from "./io-counters.js";
 import type { ExportListing, ExportProvider, NbdBackend, SessionInfo } from "../../../src/nbd/backend.js";
 import { NotFoundError, SanboxError } from "../../../src/errors.js";
 import type { Extent } from "../../../src/extents/index.js";
@@ -28,6 +29,7 @@ export class ArrayExportProvider implements ExportProvider {
   constructor(
     private readonly store: ArrayStore,
     private readonly access: AccessPolicy,
+    private readonly counters = new IoCounters(),
   ) {}
 
   async list(session: SessionInfo): Promise<ExportListing[]> {
@@ -81,11 +83,12 @@ export class ArrayExportProvider implements ExportProvider {
   async open(name: string, session: SessionInfo): Promise<NbdBackend> {
     const { lun, snap } = this.resolve(name, session);
     if (snap === undefined) {
-      return new VolumeBackend(this.store.openVolume({ lun: lun.id }), { description: `LUN ${lun.name} (${lun.naa})` });
+      return new VolumeBackend(this.store.openVolume({ lun: lun.id }), { description: `LUN ${lun.name} (${lun.naa})`, counters: this.counters });
     }
     const target = snap.id;
     const backend = new VolumeBackend(this.store.openVolume({ snapshot: snap.id }), {
       description: `snapshot ${snap.name} of LUN ${lun.name} (read-only)`,
+      counters: this.counters,
       dirtyBases: this.dirtyBases(snap),
       dirty: (base: string): Extent[] => this.store.changedExtents(base, { snapshot: target }).extents,
     });

@@ -19,12 +19,15 @@ import { NBD_META_BASE_ALLOCATION, NBD_META_QEMU_DIRTY_BITMAP_PREFIX, NBD_STATE_
 import { InvalidArgumentError } from "../../../src/errors.js";
 import type { Extent } from "../../../src/extents/index.js";
 import type { Volume } from "../volume.js";
+import type { IoCounters } from "./io-counters.js";
 
 /** Changed extents of a snapshot since `base`, sorted and non-overlapping. */
 export type DirtySource = (baseSnapshotId: string) => Extent[];
 
 export interface VolumeBackendOptions {
   description: string;
+  /** Array-wide NBD I/O counters (GetPoolStats). */
+  counters?: IoCounters;
   /** Base snapshot ids offered as qemu:dirty-bitmap contexts (snapshot exports). */
   dirtyBases?: readonly string[];
   dirty?: DirtySource;
@@ -64,13 +67,21 @@ export class VolumeBackend implements NbdBackend {
   }
 
   read(offset: number, length: number): Promise<Buffer> {
+    this.count(length);
     return this.volume.read(offset, length);
   }
-  /** Holes for unmapped/zero blocks; data in pooled buffers, recycled on `release`. */
   readSparse(offset: number, length: number): Promise<ReadPiece[]> {
+    this.count(length);
     return this.volume.readSparse(offset, length);
   }
+  private count(length: number): void {
+    const c = this.opts.counters;
+    if (c === undefined) return;
+    c.bytesRead += length;
+    if (this.readOnly) c.snapshotBytesRead += length;
+  }
   write(offset: number, data: Buffer, opts: WriteOptions): Promise<void> {
+    if (this.opts.counters) this.opts.counters.bytesWritten += data.length;
     return this.volume.write(offset, data, { fua: opts.fua });
   }
   flush(): Promise<void> {

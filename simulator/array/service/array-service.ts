@@ -16,6 +16,7 @@
  * Control-plane changes run one at a time (a promise chain) and are persisted
  * before the call returns.
  */
+import type { IoCounters } from "../exports/io-counters.js";
 import { randomBytes } from "node:crypto";
 import {
   AlreadyExistsError,
@@ -51,6 +52,8 @@ export interface ArrayServiceDeps {
   psk: Map<string, Buffer>;
   /** An NBD URI for an export name as `host` would reach it (null = local). */
   nbdUri: (exportName: string, host: HostRecord | null) => string;
+  /** NBD I/O counters shared with the export provider (GetPoolStats). */
+  counters?: IoCounters;
 }
 
 function nonEmpty(field: string, v: string): string {
@@ -217,6 +220,9 @@ export class SanboxArrayService implements ArrayServiceImpl {
       snapshotCount: this.store.listSnapshots().length,
       exportCount: this.control.data.exports.length,
       hostCount: this.control.data.hosts.length,
+      nbdBytesRead: this.deps.counters?.bytesRead ?? 0,
+      nbdSnapshotBytesRead: this.deps.counters?.snapshotBytesRead ?? 0,
+      nbdBytesWritten: this.deps.counters?.bytesWritten ?? 0,
     };
   }
 
