@@ -6,12 +6,10 @@
  * through gRPC. The writes the two member snapshots hold must form a prefix of
  * the chain: no write without every write before it.
  */
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NbdClient } from "../../src/nbd/client.js";
-import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
-import { startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
-import { tempDir } from "../support/tools.js";
+import type { ArrayClient } from "../../src/rpc/array-client.js";
+import { startArrayFixture, type ArrayDaemon, type ArrayFixture } from "../support/array-daemon.js";
 
 const SLOT = 4096;
 /** Upper bound on the chain: 10k 4 KiB slots per LUN, well inside 64 MiB, never wrapping. */
@@ -25,20 +23,15 @@ function stamp(seq: number): Buffer {
 }
 
 describe("group snapshot under concurrent dependent writes", () => {
-  let tmp: { dir: string; cleanup: () => void };
   let d: ArrayDaemon;
   let rpc: ArrayClient;
 
+  let fx: ArrayFixture | undefined;
   beforeAll(async () => {
-    tmp = tempDir("sanbox-e2e-410-");
-    d = await startArrayDaemon(join(tmp.dir, "array"));
-    rpc = connectArray({ endpoint: d.rpcEndpoint });
+    fx = await startArrayFixture("sanbox-e2e-410-");
+    ({ d, rpc } = fx);
   });
-  afterAll(async () => {
-    rpc?.close();
-    await d?.stop();
-    tmp?.cleanup();
-  });
+  afterAll(async () => fx?.stop());
 
   it("member snapshots hold a prefix of the dependent-write chain", async () => {
     const a = await rpc.createLun({ name: "vmdk", sizeBytes: 64 * 1024 * 1024 });

@@ -2,30 +2,23 @@
  * GetPoolStats carries array-side NBD I/O counters, so a client can measure what
  * it really read from the array (issue 6's incremental-read benchmark uses them).
  */
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NbdClient } from "../../src/nbd/client.js";
-import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
-import { startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
-import { tempDir } from "../support/tools.js";
+import type { ArrayClient } from "../../src/rpc/array-client.js";
+import { startArrayFixture, type ArrayDaemon, type ArrayFixture } from "../support/array-daemon.js";
 
 const MiB = 1024 * 1024;
 
 describe("array-side NBD I/O counters", () => {
-  let tmp: { dir: string; cleanup: () => void };
   let d: ArrayDaemon;
   let rpc: ArrayClient;
 
+  let fx: ArrayFixture | undefined;
   beforeAll(async () => {
-    tmp = tempDir("sanbox-e2e-460-");
-    d = await startArrayDaemon(join(tmp.dir, "array"));
-    rpc = connectArray({ endpoint: d.rpcEndpoint });
+    fx = await startArrayFixture("sanbox-e2e-460-");
+    ({ d, rpc } = fx);
   });
-  afterAll(async () => {
-    rpc?.close();
-    await d?.stop();
-    tmp?.cleanup();
-  });
+  afterAll(async () => fx?.stop());
 
   it("count bytes written to LUN exports and bytes read from snapshot exports separately", async () => {
     const lun = await rpc.createLun({ name: "disk", sizeBytes: 16 * MiB });

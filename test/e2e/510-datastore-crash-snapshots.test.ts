@@ -10,7 +10,6 @@
  *  - every block of every file is zeros or a whole block that this file wrote
  *    at that offset: never torn, never another file's block.
  */
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NbdDevice } from "../../src/datastore/block-device.js";
@@ -18,9 +17,8 @@ import { Datastore } from "../../src/datastore/datastore.js";
 import { fsck } from "../../src/datastore/fsck.js";
 import { NbdClient } from "../../src/nbd/client.js";
 import { Prng } from "../../src/oracle/prng.js";
-import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
-import { startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
-import { tempDir } from "../support/tools.js";
+import type { ArrayClient } from "../../src/rpc/array-client.js";
+import { startArrayFixture, type ArrayDaemon, type ArrayFixture } from "../support/array-daemon.js";
 
 const BLOCK = 4096;
 const MAX_FILE = 256 * 1024;
@@ -73,20 +71,15 @@ function treeDiff(want: string, got: string): string {
 }
 
 describe("datastore metadata churn under array snapshots", () => {
-  let tmp: { dir: string; cleanup: () => void };
   let d: ArrayDaemon;
   let rpc: ArrayClient;
 
+  let fx: ArrayFixture | undefined;
   beforeAll(async () => {
-    tmp = tempDir("sanbox-e2e-510-");
-    d = await startArrayDaemon(join(tmp.dir, "array"));
-    rpc = connectArray({ endpoint: d.rpcEndpoint });
+    fx = await startArrayFixture("sanbox-e2e-510-");
+    ({ d, rpc } = fx);
   });
-  afterAll(async () => {
-    rpc?.close();
-    await d?.stop();
-    tmp?.cleanup();
-  });
+  afterAll(async () => fx?.stop());
 
   it("every snapshot taken at a random moment passes fsck, mounts, and holds a prefix state", async () => {
     const lun = await rpc.createLun({ name: "churn", sizeBytes: 64 * 1024 * 1024 });

@@ -13,7 +13,7 @@ import { NbdDevice } from "../../src/datastore/block-device.js";
 import { Datastore } from "../../src/datastore/datastore.js";
 import { totalLength } from "../../src/extents/index.js";
 import { NbdClient } from "../../src/nbd/client.js";
-import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
+import type { ArrayClient } from "../../src/rpc/array-client.js";
 import { collectExtents } from "../../plugin/backup/array-driver.js";
 import { copyExtents } from "../../plugin/backup/copy-extents.js";
 import { ExportReader } from "../../plugin/backup/export-reader.js";
@@ -21,8 +21,7 @@ import { GrpcArrayDriver } from "../../plugin/backup/grpc-array-driver.js";
 import { Repository } from "../../plugin/backup/repository/repository.js";
 import { ImageReader } from "../../plugin/backup/repository/image-reader.js";
 import { planRevert, type FileState } from "../../plugin/backup/revert-plan.js";
-import { startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
-import { tempDir } from "../support/tools.js";
+import { startArrayFixture, type ArrayDaemon, type ArrayFixture } from "../support/array-daemon.js";
 
 const K = 1024;
 const fill = (n: number, seed: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed * 7) % 251));
@@ -32,16 +31,12 @@ describe("revert exactness against array snapshots", () => {
   let d: ArrayDaemon;
   let rpc: ArrayClient;
 
+  let fx: ArrayFixture | undefined;
   beforeAll(async () => {
-    tmp = tempDir("sanbox-e2e-630-");
-    d = await startArrayDaemon(join(tmp.dir, "array"));
-    rpc = connectArray({ endpoint: d.rpcEndpoint });
+    fx = await startArrayFixture("sanbox-e2e-630-");
+    ({ tmp, d, rpc } = fx);
   });
-  afterAll(async () => {
-    rpc?.close();
-    await d?.stop();
-    tmp?.cleanup();
-  });
+  afterAll(async () => fx?.stop());
 
   it("grown, shrunk, trimmed, rewritten, reallocated, reused and new files revert to S1 exactly", async () => {
     const lun = await rpc.createLun({ name: "ds", sizeBytes: 32 * 1024 * K });

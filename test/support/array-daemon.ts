@@ -5,7 +5,8 @@
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { waitForSocket } from "./wait-socket.js";
-import { TOOL_ENV } from "./tools.js";
+import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
+import { tempDir, TOOL_ENV } from "./tools.js";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
 
@@ -90,4 +91,29 @@ export function str(o: unknown, k: string): string {
   const v = field(o, k);
   if (typeof v !== "string") throw new Error(`field ${k} is not a string: ${JSON.stringify(o)}`);
   return v;
+}
+
+export interface ArrayFixture {
+  tmp: { dir: string; cleanup: () => void };
+  d: ArrayDaemon;
+  rpc: ArrayClient;
+  /** Close the client, stop the daemon (SIGTERM), remove the directory. */
+  stop(): Promise<void>;
+}
+
+/** The common e2e setup: a temp directory, an array daemon in it, and an RPC client. */
+export async function startArrayFixture(prefix: string): Promise<ArrayFixture> {
+  const tmp = tempDir(prefix);
+  const d = await startArrayDaemon(join(tmp.dir, "array"));
+  const rpc = connectArray({ endpoint: d.rpcEndpoint });
+  return {
+    tmp,
+    d,
+    rpc,
+    stop: async () => {
+      rpc.close();
+      await d.stop();
+      tmp.cleanup();
+    },
+  };
 }
