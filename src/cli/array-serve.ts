@@ -24,9 +24,10 @@ import { mkdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { lockDirectory } from "../pid-lock.js";
+import { waitForStopSignal } from "./run.js";
 import type { Command } from "commander";
 import { InvalidArgumentError, errorMessage } from "../errors.js";
-import { createLogger, type Logger } from "../log.js";
+import { createLogger } from "../log.js";
 import { NBD_DEFAULT_PORT } from "../nbd/constants.js";
 import { NbdServer } from "../nbd/server.js";
 import { formatNbdUri, type NbdTransport } from "../nbd/uri.js";
@@ -128,22 +129,11 @@ async function serve(o: ServeOptions): Promise<void> {
   process.stdout.write(`rpc ${formatEndpoint(rpc.endpoint)}\nnbd ${formatNbdUri({ tls: tlsMode === "require", transport: nbdTransport, exportName: "" })}\n`);
   log.info(`serving ${dir}: rpc ${formatEndpoint(rpc.endpoint)}${token !== undefined ? " (bearer token)" : ""}, nbd ${nbdTransport.kind === "unix" ? nbdTransport.path : `${nbdTransport.host}:${nbdTransport.port}`} (tls ${tlsMode})`);
 
-  await waitForSignal(log);
+  await waitForStopSignal(log);
   log.info(`draining ${nbd.connectionCount} NBD connection(s)`);
   await Promise.all([nbd.close(), rpc.close()]);
   await store.flush();
   await store.close();
   await unlock();
   log.info("stopped");
-}
-
-function waitForSignal(log: Logger): Promise<void> {
-  return new Promise<void>((res) => {
-    const stop = (sig: string): void => {
-      log.info(`${sig} received`);
-      res();
-    };
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
-  });
 }

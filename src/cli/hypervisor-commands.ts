@@ -21,9 +21,10 @@ import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { lockDirectory } from "../pid-lock.js";
+import { waitForStopSignal } from "./run.js";
 import type { Command } from "commander";
 import { InvalidArgumentError, errorMessage } from "../errors.js";
-import { createLogger, type Logger } from "../log.js";
+import { createLogger } from "../log.js";
 import { connectArray } from "../rpc/array-client.js";
 import { parseTokenFile } from "../rpc/auth.js";
 import { formatEndpoint, parseEndpoint, type RpcEndpoint } from "../rpc/endpoint.js";
@@ -111,23 +112,12 @@ async function serve(o: ServeOptions): Promise<void> {
   }
   process.stdout.write(`rpc ${formatEndpoint(rpc.endpoint)}\n`);
   log.info(`serving ${dir}: rpc ${formatEndpoint(rpc.endpoint)}, array ${formatEndpoint(link.array.endpoint)}`);
-  await waitForSignal(log);
+  await waitForStopSignal(log);
   await rpc.close();
   await hv.close();
   link.close();
   await unlock();
   log.info("stopped");
-}
-
-function waitForSignal(log: Logger): Promise<void> {
-  return new Promise<void>((res) => {
-    const stop = (sig: string): void => {
-      log.info(`${sig} received`);
-      res();
-    };
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
-  });
 }
 
 // ------------------------------------------------------------------ vm client

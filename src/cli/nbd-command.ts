@@ -17,6 +17,7 @@ import { SingleExportProvider } from "../nbd/single-export.js";
 import { loadPskFile, type PskTable } from "../nbd/tls-psk.js";
 import { formatNbdUri } from "../nbd/uri.js";
 import { parseSize } from "../size.js";
+import { waitForStopSignal } from "./run.js";
 
 interface ServeOptions {
   memory?: string;
@@ -81,14 +82,8 @@ async function serve(file: string | undefined, o: ServeOptions): Promise<void> {
   process.stdout.write(`${uri}\n`);
   log.info(`serving ${backend.description ?? "disk"} (${backend.size} bytes${backend.readOnly ? ", read-only" : ""}) at ${uri}`);
 
-  await new Promise<void>((resolve) => {
-    const stop = (sig: string): void => {
-      log.info(`${sig}: draining ${server.connectionCount} connection(s)`);
-      resolve();
-    };
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
-  });
+  await waitForStopSignal(log);
+  log.info(`draining ${server.connectionCount} connection(s)`);
   await server.close();
   await backend.flush();
   await backend.close?.();

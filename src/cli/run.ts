@@ -3,6 +3,7 @@
  */
 import type { Command } from "commander";
 import { SanboxError } from "../errors.js";
+import type { Logger } from "../log.js";
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, TOOL_MISSING: 3 } as const;
 
@@ -25,4 +26,16 @@ export async function runMain(program: Command): Promise<void> {
   } catch (e: unknown) {
     failAndExit(e);
   }
+}
+
+/** Resolves at the first SIGINT or SIGTERM: daemons then drain and exit 0. */
+export function waitForStopSignal(log: Logger): Promise<string> {
+  return new Promise<string>((res) => {
+    const stop = (sig: string): void => {
+      log.info(`${sig} received`);
+      res(sig);
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+  });
 }
