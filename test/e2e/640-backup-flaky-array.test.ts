@@ -1,10 +1,13 @@
 /**
  * A flaky array: every snapshot export the plugin opens goes through nbdkit's
- * fault-injection front (src/nbdkit/fault-front.ts) failing 5% of reads with
- * EIO, through a vendor-style driver wrapper. The backup retries those reads
- * with backoff and still produces points that pass the oracle and equal their
- * S1; the retries are visible in the log.
+ * fault-injection front (src/nbdkit/fault-front.ts), through a vendor-style
+ * driver wrapper. At the start of each backup the fault switch (nbdkit's
+ * error-file) is on, so reads fail with EIO; the first retry the plugin logs
+ * turns it off. That makes the fault deterministic: every backup must retry at
+ * least once (a random rate could miss a run with few reads), and must still
+ * produce a point that passes the oracle and equals its S1.
  */
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,9 +27,15 @@ import { tempDir } from "../support/tools.js";
 
 class FlakyDriver extends GrpcArrayDriver {
   readonly fronts: Nbdkit[] = [];
+  constructor(
+    rpc: ArrayClient,
+    private readonly faultFile: string,
+  ) {
+    super(rpc);
+  }
   override async exportSnapshot(snapshotId: string): Promise<ExportHandle> {
     const e = await super.exportSnapshot(snapshotId);
-    const front = await startFaultFront({ upstream: e.uri, readOnly: true, error: { errno: "EIO", rate: "5%", ops: ["pread"] } });
+    const front = await startFaultFront({ upstream: e.uri, readOnly: true, error: { errno: "EIO", file: this.faultFile, ops: ["pread"] } });
     this.fronts.push(front);
     return { id: e.id, uri: front.uri };
   }
@@ -62,12 +71,21 @@ describe("backup against a flaky array", () => {
 
   it("retries failed reads and still takes correct, time-consistent points", async () => {
     const repo = await Repository.open(join(tmp.dir, "repo"), { create: true, chunkSize: 65536 });
-    const warnings: string[] = [];
-    const log: Logger = { error: () => undefined, warn: (m) => warnings.push(m), info: () => undefined, debug: () => undefined, child: () => log };
-    const driver = new FlakyDriver(connectArray({ endpoint: d.rpcEndpoint }));
+    const faultFile = join(tmp.dir, "fault-on");
+    const readRetries: string[] = [];
+    const onWarn = (m: string): void => {
+      if (!/retry \d/.test(m)) return;
+      readRetries.push(m);
+      rmSync(faultFile, { force: true });
+    };
+    const log: Logger = { error: () => undefined, warn: onWarn, info: () => undefined, debug: () => undefined, child: () => log };
+    const driver = new FlakyDriver(connectArray({ endpoint: d.rpcEndpoint }), faultFile);
     try {
       for (let i = 0; i < 2; i++) {
+        writeFileSync(faultFile, "");
+        const before = readRetries.length;
         const s = await runBackup({ vm: "vm1", repo, array: driver, hypervisor: hvc, log });
+        expect(readRetries.length, `backup ${i} retried`).toBeGreaterThan(before);
         const v = await verifyPoint(repo, s.point);
         expect(v.ok).toBe(true);
       }
@@ -75,6 +93,6 @@ describe("backup against a flaky array", () => {
       driver.close();
       for (const f of driver.fronts) await f.stop();
     }
-    expect(warnings.some((w) => /retry \d/.test(w))).toBe(true);
+    expect(readRetries.every((w) => /EIO/i.test(w)), readRetries.join("\n")).toBe(true);
   });
 });
