@@ -18,6 +18,19 @@ export default tseslint.config(
     },
   },
   {
+    // Shipped code runs on Node >= 20.5 (package.json engines); tests and tools may use newer.
+    files: ["src/**/*.ts", "simulator/**/*.ts", "plugin/**/*.ts"],
+    rules: {
+      "no-restricted-syntax": [
+        "error",
+        {
+          selector: "MemberExpression[object.type='MetaProperty'][property.name=/^(dirname|filename)$/]",
+          message: "import.meta.dirname/filename need Node 20.11; use dirname(fileURLToPath(import.meta.url)).",
+        },
+      ],
+    },
+  },
+  {
     files: ["**/*.js", "**/*.mjs"],
     ...tseslint.configs.disableTypeChecked,
   },

@@ -3,10 +3,12 @@
  * the array (`array serve`) and the hypervisor (`hypervisor serve`), from the
  * same `sanbox` entry point. Waits for the "rpc ENDPOINT" line on stdout.
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { execa, type ResultPromise } from "execa";
 
-const CLI_DIR = import.meta.dirname;
+// Not import.meta.dirname: that needs Node 20.11, and the package supports 20.5.
+const CLI_DIR = dirname(fileURLToPath(import.meta.url));
 
 const SANBOX_MAIN = join(CLI_DIR, "main.js");
 

@@ -26,6 +26,7 @@ import { AUTHORIZATION, BearerAuth } from "./auth.js";
 import { formatEndpoint, grpcAddress, parseEndpoint, type RpcEndpoint } from "./endpoint.js";
 import { HYPERVISOR_SERVICE_NAME, hv1 } from "./hypervisor-proto.js";
 import type { CallContext, CallOptions, Codec, Decoded } from "./methods.js";
+import { addReflection } from "./reflection.js";
 import { errorFromStatus, isServiceError, toStatus } from "./status.js";
 
 interface Unary<Req, IReq, Res, IRes> {
@@ -131,6 +132,7 @@ export async function serveHypervisor(impl: HypervisorServiceImpl, opts: Hypervi
     };
   }
   server.addService(HYPERVISOR_SERVICE, handlers);
+  addReflection(server, "sanbox/hypervisor/v1/hypervisor.proto"); // schema only, no token (reflection.ts)
   if (opts.endpoint.kind === "unix") {
     mkdirSync(dirname(opts.endpoint.path), { recursive: true });
     rmSync(opts.endpoint.path, { force: true });

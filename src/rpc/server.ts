@@ -2,6 +2,7 @@
  * Serves an ArrayServiceImpl over grpc-js. Each handler checks the bearer token,
  * runs the implementation, and maps a thrown error through status.ts. Streaming
  * handlers respect backpressure (await 'drain') and stop when the client cancels.
+ * Server reflection of array.proto rides along, unauthenticated (reflection.ts).
  *
  * Transport security: a Unix socket is local (file permissions guard it). TCP
  * needs TLS (a certificate and key) plus a bearer token, unless the caller
@@ -23,6 +24,7 @@ import { createLogger, type Logger } from "../log.js";
 import { BearerAuth } from "./auth.js";
 import { formatEndpoint, grpcAddress, type RpcEndpoint } from "./endpoint.js";
 import { METHODS, type ArrayServiceImpl, type CallContext, type MethodName } from "./methods.js";
+import { addReflection } from "./reflection.js";
 import { ARRAY_SERVICE } from "./service-definition.js";
 import { toStatus } from "./status.js";
 
@@ -63,6 +65,7 @@ export async function serveArray(impl: ArrayServiceImpl, opts: RpcServerOptions)
     else handlers[key] = unaryHandler(spec.name, fn as UnaryFn, auth, log);
   }
   server.addService(ARRAY_SERVICE, handlers);
+  addReflection(server, "sanbox/array/v1/array.proto"); // schema only, no token (reflection.ts)
 
   if (opts.endpoint.kind === "unix") {
     mkdirSync(dirname(opts.endpoint.path), { recursive: true });

@@ -1,0 +1,73 @@
+/**
+ * gRPC server reflection (issue 4): both daemons also serve the standard
+ * `grpc.reflection.v1.ServerReflection` and its predecessor
+ * `grpc.reflection.v1alpha.ServerReflection`, so stock tools (grpcurl, Postman,
+ * grpcui) can list the services and describe every message without a copy of
+ * the .proto. The schema served is the checked-in contract itself,
+ * proto/sanbox/array/v1/array.proto or proto/sanbox/hypervisor/v1/hypervisor.proto,
+ * read at start-up; the codecs in ./generated come from the same files, so the
+ * two cannot drift apart short of a stale build.
+ *
+ * Reflection needs no bearer token: the reflection service is added next to the
+ * service, not through the per-method handlers that call BearerAuth, and it only
+ * reveals the public schema (also published in proto/), never data or state.
+ * Transport protection (Unix socket permissions, TLS on TCP) still applies.
+ *
+ * proto-loader renames each file after its package (`sanbox_array_v1.proto`)
+ * when it builds descriptors, so fetch files by symbol, not by their path in
+ * proto/.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Server } from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+
+const PACKAGE_NAME = "sanbox";
+
+function isSanboxPackage(file: string): boolean {
+  try {
+    const pkg: unknown = JSON.parse(readFileSync(file, "utf8"));
+    return typeof pkg === "object" && pkg !== null && (pkg as Record<string, unknown>).name === PACKAGE_NAME;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The package root, found by walking up from this module. A fixed number of
+ * `..` would not do: the sources run from src/rpc/ (vitest) and the build from
+ * dist/src/rpc/. Matching the name, not just any package.json, keeps a stray
+ * one on the way up from being taken for the root.
+ */
+function packageRoot(): string {
+  // Not import.meta.dirname: that needs Node 20.11, and the package supports 20.5.
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (let dir = here; ; dir = dirname(dir)) {
+    const pkg = join(dir, "package.json");
+    if (existsSync(pkg) && isSanboxPackage(pkg)) return dir;
+    if (dirname(dir) === dir) throw new Error(`gRPC reflection: no package.json named "${PACKAGE_NAME}" above ${here}`);
+  }
+}
+
+/** One parse per .proto and process: the in-process test servers call serve* many times. */
+const cache = new Map<string, ReflectionService>();
+
+/**
+ * Registers ServerReflection (v1 and v1alpha) on `server`, describing
+ * `protoFile`, a path below proto/ such as "sanbox/array/v1/array.proto".
+ * Call it before `bindAsync`, like `addService`.
+ */
+export function addReflection(server: Server, protoFile: string): void {
+  let service = cache.get(protoFile);
+  if (service === undefined) {
+    // keepCase: descriptors built from camelCased fields would show tools
+    // `lunId` where the contract says `lun_id`. Other loader options only shape
+    // decoded objects, which reflection never produces.
+    const definition = loadSync(protoFile, { includeDirs: [join(packageRoot(), "proto")], keepCase: true });
+    service = new ReflectionService(definition);
+    cache.set(protoFile, service);
+  }
+  service.addToServer(server);
+}
