@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- NAME [--json]`: runs one benchmark suite (or all) and prints a markdown
+ * `npm run bench -- [NAME...] [--json] [SUITE OPTIONS]`: runs benchmark suites (default all) and prints a markdown
  * table on stdout (or JSON with --json). Progress goes to stderr.
  */
 import { jsonResult, markdownTable, type BenchResult } from "./report.js";
@@ -15,15 +15,20 @@ const SUITES: Record<string, () => Promise<Suite>> = {
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const json = argv.includes("--json");
-  const names = argv.filter((a) => !a.startsWith("-"));
+  // Suite names come first; everything from the first option on belongs to the
+  // suites (`nbd --size 256M`: "256M" is an option's value, not a suite).
+  const firstOption = argv.findIndex((a) => a.startsWith("-"));
+  const names = firstOption < 0 ? argv : argv.slice(0, firstOption);
   const selected = names.length > 0 ? names : Object.keys(SUITES);
+  const unknown = selected.filter((n) => SUITES[n] === undefined);
+  if (unknown.length > 0) {
+    console.error(`bench: unknown suite ${unknown.map((n) => `"${n}"`).join(", ")}; known: ${Object.keys(SUITES).join(", ")}`);
+    process.exit(2);
+  }
   const results: BenchResult[] = [];
   for (const name of selected) {
     const load = SUITES[name];
-    if (!load) {
-      console.error(`bench: unknown suite "${name}"; known: ${Object.keys(SUITES).join(", ")}`);
-      process.exit(2);
-    }
+    if (!load) throw new Error("unreachable");
     const run = await load();
     results.push(await run(argv));
   }
