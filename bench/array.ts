@@ -84,16 +84,16 @@ export async function run(argv: string[]): Promise<BenchResult> {
         ["read", (u: string): string[] => [u, "null:"]],
       ] as const) {
         progress(`nbdcopy ${name}: array LUN`);
-        const ours = await bestOf(2, () => timeCommand("/usr/bin/nbdcopy", mk(lunUri)));
+        const ours = await bestOf(3, () => timeCommand("/usr/bin/nbdcopy", mk(lunUri)));
         progress(`nbdcopy ${name}: nbdkit file`);
-        const theirs = await bestOf(2, () => timeCommand("/usr/bin/nbdcopy", mk(peer.uri)));
+        const theirs = await bestOf(3, () => timeCommand("/usr/bin/nbdcopy", mk(peer.uri)));
         const mb = size / 1024 / 1024;
         rows.push({ case: `nbdcopy ${name} ${Math.round(mb)} MiB`, ours: mb / ours, peer: "nbdkit file", peerValue: mb / theirs, ratio: theirs / ours, unit: "MiB/s" });
       }
     } finally {
       await peer.stop();
     }
-    notes.push(`LUN export on the persistent store (LMDB metadata + slot files, 64 KiB blocks) vs nbdkit file on a raw file in the same directory; nbdcopy defaults (multi-conn); best of 2`);
+    notes.push(`LUN export on the persistent store (LMDB metadata + slot files, 64 KiB blocks) vs nbdkit file on a raw file in the same directory; nbdcopy defaults (multi-conn); best of 3 each (the first write to the LUN allocates, later ones overwrite)`);
 
     // ---- 2. CBT for 10k changed extents on a 16 TiB LUN
     const TiB = 2 ** 40;
