@@ -11,10 +11,11 @@
  * The free list is not persisted: on open it is rebuilt from the mappings
  * (slots up to the highest referenced one, minus those referenced).
  */
-import { read as fsRead, write as fsWrite, writev as fsWritev } from "node:fs";
+import { write as fsWrite, writev as fsWritev } from "node:fs";
 import { open as fsOpen, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { NoSpaceError } from "../../src/errors.js";
+import { PreadQueue } from "../../src/fsio/pread-queue.js";
 
 interface Pending {
   slot: number;
@@ -79,9 +80,13 @@ export class SlotFile {
   pending: Pending[] = [];
   dirty = false;
 
+  /** Reads that queue and are contiguous in the file share one preadv (src/fsio/pread-queue.ts). */
+  private readonly reads: PreadQueue;
+
   constructor(blockSize: number, fh: FileHandle) {
     this.blockSize = blockSize;
     this.fh = fh;
+    this.reads = new PreadQueue(fh.fd);
   }
 
   position(slot: number): number {
@@ -144,23 +149,17 @@ export class SlotFile {
   }
 
   /** One positioned read into `into` (which may span consecutive slots); a sparse tail reads as zeros. */
-  read(slot: number, into: Uint8Array, within: number): Promise<void> {
-    const fd = this.fh.fd;
+  async read(slot: number, into: Uint8Array, within: number): Promise<void> {
     const base = this.position(slot) + within;
-    return new Promise<void>((resolve, reject) => {
-      const step = (done: number): void => {
-        fsRead(fd, into, done, into.length - done, base + done, (err, n) => {
-          if (err) reject(err);
-          else if (n === 0) {
-            into.fill(0, done); // sparse tail of the file reads as zeros
-            resolve();
-          } else if (done + n >= into.length) resolve();
-          else step(done + n);
-        });
-      };
-      if (into.length === 0) resolve();
-      else step(0);
-    });
+    let done = 0;
+    while (done < into.length) {
+      const n = await this.reads.read(into.subarray(done), base + done);
+      if (n === 0) {
+        into.fill(0, done); // sparse tail of the file reads as zeros
+        return;
+      }
+      done += n;
+    }
   }
 }
 
