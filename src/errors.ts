@@ -91,6 +91,18 @@ export class IoError extends SanboxError {
     super("IO_ERROR", message, { ...options, errno: "EIO" });
   }
 }
+/**
+ * A failed file-system call as a catalogue error: a full disk or quota is
+ * NoSpaceError (ENOSPC to NBD clients, RESOURCE_EXHAUSTED over gRPC), anything
+ * else IoError. Catalogue errors pass through unchanged.
+ */
+export function fsError(e: unknown, message: string): SanboxError {
+  if (e instanceof SanboxError) return e;
+  const code = typeof e === "object" && e !== null ? (e as { code?: unknown }).code : undefined;
+  const detail = e instanceof Error ? e.message : String(e);
+  if (code === "ENOSPC" || code === "EDQUOT") return new NoSpaceError(`${message}: no space left on the device (${detail})`);
+  return new IoError(`${message}: ${detail}`, { cause: e });
+}
 export class CorruptError extends SanboxError {
   constructor(message: string) {
     super("CORRUPT", message, { errno: "EIO" });

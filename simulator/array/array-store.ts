@@ -170,9 +170,13 @@ export class ArrayStore {
     if (this.closed) return;
     await this.mgmt.run(async () => {
       this.closed = true;
-      await this.durable();
-      await this.st.pool.close();
-      await this.st.meta.close();
+      // A failed final sync is reported, but the files are closed either way.
+      try {
+        await this.durable();
+      } finally {
+        await this.st.pool.close();
+        await this.st.meta.close();
+      }
     });
   }
 

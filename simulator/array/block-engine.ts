@@ -18,7 +18,7 @@
  * unreferenced slot. Per request, not per block: one mapping range scan, one
  * allocation, one pread/pwrite per run of consecutive slots.
  */
-import { IoError, SanboxError } from "../../src/errors.js";
+import { IoError, fsError } from "../../src/errors.js";
 import type { LunRecord } from "./records.js";
 import type { Reader, StoreState, Visible } from "./store-state.js";
 
@@ -150,7 +150,7 @@ export async function writeTouches(st: StoreState, lun: LunRecord, touches: Touc
     await Promise.all(mergeOps(ops, bs).map((op) => file.write(op.slot, op.buf, op.within)));
   } catch (e) {
     st.pool.unallocate(bs, slots);
-    throw e instanceof SanboxError ? e : new IoError(`write to LUN ${lun.name} failed`, { cause: e });
+    throw fsError(e, `write to LUN ${lun.name} failed`);
   }
   // Pure in-place overwrites of live-epoch entries change no metadata: skip the transaction.
   if (!plans.some((p) => p.action === "row" || p.action === "zero" || (p.action === "inplace" && p.cur?.epoch !== E))) return;

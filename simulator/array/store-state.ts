@@ -12,7 +12,7 @@
  * touch in that interval. Hence "touched in (t, R]" <=> "has an entry in (t, R]",
  * for any epoch t, which is what CBT relies on, even for deleted (tombstone) bases.
  */
-import { NotFoundError } from "../../src/errors.js";
+import { NoSpaceError, NotFoundError, fsError } from "../../src/errors.js";
 import type { MetaDb } from "./meta-db.js";
 import type { GroupRecord, LineRecord, LunRecord, SnapshotRecord, Counters } from "./records.js";
 import type { SlotPool } from "./slot-pool.js";
@@ -95,7 +95,8 @@ export class StoreState {
         for (const c of batch) c.fn();
       });
     } catch (e) {
-      for (const c of batch) c.reject(e);
+      const err = /MDB_MAP_FULL/.test(String(e)) ? new NoSpaceError(`metadata is full (${String(e)})`) : fsError(e, "metadata commit failed");
+      for (const c of batch) c.reject(err);
       return;
     }
     for (const c of batch) c.resolve();

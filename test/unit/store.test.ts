@@ -1,5 +1,5 @@
 // Unit tests of the array block store: API behaviour, typed errors, and "errors change nothing".
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -196,5 +196,40 @@ describe("ArrayStore concurrency", () => {
       expect((await v.read(0, 256 * KiB)).equals(model)).toBe(true);
     }
     expect((await store.check({ deep: true })).ok).toBe(true);
+  });
+});
+
+describe("ArrayStore on a full file system", () => {
+  it("a write the device refuses (ENOSPC) fails with NO_SPACE and changes nothing", async () => {
+    const d = await mkdtemp(join(tmpdir(), "sanbox-store-full-"));
+    // /dev/full answers every write with ENOSPC and reads as zeros: the data file of
+    // 64 KiB blocks lives on a "device" that is always full.
+    await symlink("/dev/full", join(d, "blocks-65536.dat"));
+    const s = await ArrayStore.open(d, { strict: true });
+    try {
+      await s.createLun({ name: "a", size: 4 * MiB });
+      const v = s.openVolume({ lun: "a" });
+      await expect(v.write(0, pattern(128 * KiB, 1))).rejects.toMatchObject({ code: "NO_SPACE", errno: "ENOSPC" });
+      expect(s.getLun("a").allocatedBytes).toBe(0);
+      expect(v.blockStatus(0, 4 * MiB)).toEqual([{ offset: 0, length: 4 * MiB, hole: true, zero: true }]);
+      expect((await v.read(0, 128 * KiB)).equals(Buffer.alloc(128 * KiB))).toBe(true);
+      // Zeroing whole blocks needs no data space, so it still works on a full disk.
+      await v.zero(0, 64 * KiB);
+      expect(s.getLun("a").allocatedBytes).toBe(0);
+    } finally {
+      // The final sync fails here only because /dev/full cannot fdatasync (a full
+      // disk can); close reports it and still closes every file.
+      await expect(s.close()).rejects.toThrow(/fdatasync/);
+    }
+    // On a sane disk again, the store reopens (strict: the checker runs) with the LUN empty.
+    await rm(join(d, "blocks-65536.dat"));
+    const again = await ArrayStore.open(d, { strict: true });
+    try {
+      expect(again.getLun("a").allocatedBytes).toBe(0);
+      expect((await again.openVolume({ lun: "a" }).read(0, 128 * KiB)).equals(Buffer.alloc(128 * KiB))).toBe(true);
+    } finally {
+      await again.close();
+      await rm(d, { recursive: true, force: true });
+    }
   });
 });

@@ -13,7 +13,7 @@
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { execa } from "execa";
-import { InvalidArgumentError, IoError, NoSpaceError, UnsupportedError, errorMessage } from "../../errors.js";
+import { InvalidArgumentError, UnsupportedError, errorMessage, fsError } from "../../errors.js";
 import type { NbdBackend, ReadPiece, StatusExtent } from "../backend.js";
 import { PreadQueue } from "../../fsio/pread-queue.js";
 import { BufferPool } from "../buffer-pool.js";
@@ -160,9 +160,7 @@ export class FileBackend implements NbdBackend {
     try {
       return await op();
     } catch (e: unknown) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ENOSPC" || code === "EDQUOT") throw new NoSpaceError(`${this.path}: no space left`);
-      throw new IoError(`${this.path}: ${errorMessage(e)}`, { cause: e });
+      throw fsError(e, this.path);
     }
   }
 }
