@@ -1,6 +1,8 @@
 /**
  * A FIFO of received Buffers that frame decoders consume without copying when a
- * frame sits inside one chunk (the common case for large WRITE payloads and READ data).
+ * frame sits inside one chunk. Used for framing small things (the server's option
+ * and request headers, the client handshake's replies); payloads are copied once,
+ * straight to their destination, by the decoders themselves.
  *
  * Invariant: `length` is the sum of the unconsumed bytes of `chunks`; `head` is the
  * consumed prefix of chunks[0].

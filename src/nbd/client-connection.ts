@@ -20,6 +20,14 @@
  *   rejects everything pending with ConnectionClosedError.
  *
  * Backpressure: when socket.write() returns false, sending stops until 'drain'.
+ *
+ * Receiving: the connection is the ReplyDecoder's sink (client-reply-decoder.ts),
+ * called for each reply event in stream order. It validates a reply from its
+ * header, before any payload byte is written: the cookie must be in flight, the
+ * chunk type allowed for the command, an OFFSET_DATA range inside the READ and
+ * not overlapping (ReadAssembler). Only then does the decoder stream the READ
+ * data straight into the READ's buffer. Bytes come from the socket's SocketInput
+ * (client-socket-input.ts): on plain sockets, a reused read buffer.
  */
 import type { Socket } from "node:net";
 import { CancelledError, ConnectionClosedError, errorMessage, NbdCommandError, NbdProtocolError } from "../errors.js";
@@ -37,12 +45,12 @@ import {
   NBD_REPLY_TYPE_ERROR_OFFSET,
   NBD_REPLY_TYPE_IS_ERR,
   NBD_REPLY_TYPE_NONE,
-  NBD_REPLY_TYPE_OFFSET_DATA,
   NBD_REPLY_TYPE_OFFSET_HOLE,
 } from "./constants.js";
 import { errnoFromWire } from "./errno.js";
-import { ReplyDecoder, type ReplyFrame } from "./frame-decoder.js";
-import { decodeBlockStatus, decodeErrorChunk, decodeOffsetData, decodeOffsetHole, encodeRequestHeader, type BlockStatusExtent } from "./transmission-codec.js";
+import { ReplyDecoder, type ReplySink } from "./client-reply-decoder.js";
+import { SocketInput } from "./client-socket-input.js";
+import { decodeBlockStatus, decodeErrorChunk, decodeOffsetHole, encodeRequestHeader, type BlockStatusExtent } from "./transmission-codec.js";
 
 export interface CommandSpec {
   type: number;
@@ -81,6 +89,14 @@ export interface ConnectionInfo {
 
 type State = "open" | "closing" | "closed";
 
+/**
+ * Let a socket read land straight in a READ's buffer only when at least this much
+ * of the payload is still to come: a direct read stops at the payload's end, so for
+ * a short rest one read into the shared buffer (which may take several replies at
+ * once) is cheaper than an extra read.
+ */
+const DIRECT_READ_MIN = 64 * 1024;
+
 function cmdName(type: number): string {
   return `NBD_CMD_${CMD_NAMES[type] ?? type}`;
 }
@@ -107,22 +123,49 @@ export class NbdConnection {
     private readonly info: ConnectionInfo,
     leftover: Buffer,
   ) {
-    this.decoder = new ReplyDecoder((cookie) => {
-      const p = this.inflight.get(cookie);
-      if (p === undefined) return undefined;
-      return p.spec.type === NBD_CMD_READ && !info.structuredReplies ? p.spec.length : 0;
-    });
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    // The sink methods stay private: they are the decoder's, not the connection's API.
+    const sink: ReplySink = {
+      simpleReply: (error, cookie) => this.simpleReply(error, cookie),
+      simpleReplyDone: (error, cookie, data) => this.simpleReplyDone(error, cookie, data),
+      offsetData: (flags, cookie, offset, length) => this.offsetData(cookie, offset, length),
+      offsetDataDone: (flags, cookie) => this.offsetDataDone(flags, cookie),
+      chunk: (flags, type, cookie, payload) => this.chunk(flags, type, cookie, payload),
+    };
+    this.decoder = new ReplyDecoder(sink);
     socket.on("error", (e: Error) => {
       this.lastSocketError = e;
     });
     socket.on("close", () => {
       this.socketClosed = true;
-      const cause = this.lastSocketError;
-      this.fail(new ConnectionClosedError(`NBD server closed the connection${cause !== undefined ? `: ${cause.message}` : ""}`, { cause }));
+      this.fail(this.closedByServer());
       for (const w of this.closeWaiters.splice(0)) w();
     });
-    if (leftover.length > 0) queueMicrotask(() => this.onData(leftover));
+    // Bytes past the handshake first, then whatever the input held or receives next.
+    const input = SocketInput.of(socket);
+    queueMicrotask(() => {
+      if (leftover.length > 0) this.onData(leftover);
+      input.attach({
+        push: (chunk) => this.onData(chunk),
+        directTarget: () => (this.state === "closed" ? undefined : this.decoder.directTarget(DIRECT_READ_MIN)),
+        pushedDirect: (target, n) => this.received(() => this.decoder.pushedDirect(target, n)),
+      });
+    });
+  }
+
+  /**
+   * The error for a closed socket. A stream cut inside a reply is still a closed
+   * connection (CONNECTION_CLOSED, which callers may retry), with the truncation
+   * as its cause.
+   */
+  private closedByServer(): ConnectionClosedError {
+    let cause: unknown = this.lastSocketError;
+    try {
+      this.decoder.end();
+    } catch (e: unknown) {
+      cause ??= e;
+    }
+    const detail = cause instanceof Error ? `: ${cause.message}` : "";
+    return new ConnectionClosedError(`NBD server closed the connection${detail}`, { cause });
   }
 
   /** Requests sent and not yet answered (including cancelled ones), plus queued ones. */
@@ -208,11 +251,6 @@ export class NbdConnection {
     this.wakeIdle();
   }
 
-  /** A method, so that TypeScript does not narrow `state` across calls that change it. */
-  private usable(): boolean {
-    return this.state !== "closed";
-  }
-
   private cancel(p: Pending): void {
     if (p.cancelled || this.state === "closed") return;
     const qi = this.queue.indexOf(p);
@@ -280,37 +318,67 @@ export class NbdConnection {
   }
 
   private onData(chunk: Buffer): void {
+    this.received(() => this.decoder.push(chunk));
+  }
+
+  /** Run one decoder step; any error it throws is fatal to the connection. */
+  private received(step: () => void): void {
     if (this.state === "closed") return;
     try {
-      for (const frame of this.decoder.push(chunk)) {
-        this.onFrame(frame);
-        if (!this.usable()) return;
-      }
+      step();
     } catch (e: unknown) {
       this.fail(e instanceof NbdProtocolError ? e : new NbdProtocolError(`failed to process a reply: ${errorMessage(e)}`));
     }
   }
 
-  private onFrame(f: ReplyFrame): void {
-    const p = this.inflight.get(f.cookie);
-    if (p === undefined) throw new NbdProtocolError(`reply for unknown cookie ${f.cookie}`);
+  // ---- ReplySink: called by the decoder, in stream order ---------------------
+
+  private inFlight(cookie: bigint): Pending {
+    const p = this.inflight.get(cookie);
+    if (p === undefined) throw new NbdProtocolError(`reply for unknown cookie ${cookie}`);
+    return p;
+  }
+
+  private simpleReply(error: number, cookie: bigint): Buffer | undefined {
+    const p = this.inFlight(cookie);
     const { spec } = p;
-    if (f.kind === "simple") {
-      if (f.error !== 0) {
-        p.error ??= new NbdCommandError(`${describe(spec)} failed: ${errnoFromWire(f.error)}`, errnoFromWire(f.error));
-      } else if (this.info.structuredReplies && spec.type === NBD_CMD_READ) {
-        throw new NbdProtocolError(`simple reply to ${describe(spec)} although structured replies were negotiated`);
-      } else if (spec.type === NBD_CMD_BLOCK_STATUS) {
-        throw new NbdProtocolError(`simple success reply to ${describe(spec)}: block status needs structured replies`);
-      }
-      this.complete(p, f.data);
-      return;
+    if (error !== 0) return undefined;
+    if (spec.type === NBD_CMD_READ) {
+      if (this.info.structuredReplies) throw new NbdProtocolError(`simple reply to ${describe(spec)} although structured replies were negotiated`);
+      // Uninitialised is safe: the decoder fills all of it before simpleReplyDone,
+      // the only place it is handed on; a cut stream fails the READ instead.
+      return Buffer.allocUnsafe(spec.length);
     }
+    if (spec.type === NBD_CMD_BLOCK_STATUS) throw new NbdProtocolError(`simple success reply to ${describe(spec)}: block status needs structured replies`);
+    return undefined;
+  }
+
+  private simpleReplyDone(error: number, cookie: bigint, data: Buffer | undefined): void {
+    const p = this.inFlight(cookie);
+    if (error !== 0) {
+      const errno = errnoFromWire(error);
+      p.error ??= new NbdCommandError(`${describe(p.spec)} failed: ${errno}`, errno);
+    }
+    this.complete(p, data);
+  }
+
+  private offsetData(cookie: bigint, offset: number, length: number): Buffer {
+    return this.readOf(this.inFlight(cookie), "OFFSET_DATA").dataTarget(offset, length);
+  }
+
+  private offsetDataDone(flags: number, cookie: bigint): void {
+    const p = this.inFlight(cookie);
+    this.readOf(p, "OFFSET_DATA").filled();
+    if ((flags & NBD_REPLY_FLAG_DONE) !== 0) this.complete(p, undefined);
+  }
+
+  private chunk(flags: number, t: number, cookie: bigint, payload: Buffer): void {
+    const p = this.inFlight(cookie);
     if (!this.info.structuredReplies) throw new NbdProtocolError("structured reply chunk although structured replies were not negotiated");
-    const done = (f.flags & NBD_REPLY_FLAG_DONE) !== 0;
-    const t = f.type;
+    const { spec } = p;
+    const done = (flags & NBD_REPLY_FLAG_DONE) !== 0;
     if (NBD_REPLY_TYPE_IS_ERR(t)) {
-      const e = decodeErrorChunk(t, f.payload);
+      const e = decodeErrorChunk(t, payload);
       if (e.error === 0) throw new NbdProtocolError(`error chunk with error 0 for ${describe(spec)}`);
       if (t === NBD_REPLY_TYPE_ERROR_OFFSET && e.offset !== undefined && (e.offset < spec.offset || e.offset >= spec.offset + spec.length)) {
         throw new NbdProtocolError(`ERROR_OFFSET ${e.offset} outside ${describe(spec)}`);
@@ -319,21 +387,14 @@ export class NbdConnection {
       const at = e.offset !== undefined ? ` at offset ${e.offset}` : "";
       p.error ??= new NbdCommandError(`${describe(spec)} failed${at}: ${errno}${e.message !== "" ? `: ${e.message}` : ""}`, errno);
     } else if (t === NBD_REPLY_TYPE_NONE) {
-      if (!done || f.payload.length !== 0) throw new NbdProtocolError(`NBD_REPLY_TYPE_NONE without DONE or with a payload for ${describe(spec)}`);
-    } else if (t === NBD_REPLY_TYPE_OFFSET_DATA || t === NBD_REPLY_TYPE_OFFSET_HOLE) {
-      const read = p.read;
-      if (read === undefined) throw new NbdProtocolError(`chunk type ${t === NBD_REPLY_TYPE_OFFSET_DATA ? "OFFSET_DATA" : "OFFSET_HOLE"} not allowed for ${describe(spec)}`);
-      if (t === NBD_REPLY_TYPE_OFFSET_DATA) {
-        const d = decodeOffsetData(f.payload);
-        read.data(d.offset, d.data);
-      } else {
-        const h = decodeOffsetHole(f.payload);
-        read.hole(h.offset, h.length);
-      }
+      if (!done || payload.length !== 0) throw new NbdProtocolError(`NBD_REPLY_TYPE_NONE without DONE or with a payload for ${describe(spec)}`);
+    } else if (t === NBD_REPLY_TYPE_OFFSET_HOLE) {
+      const h = decodeOffsetHole(payload);
+      this.readOf(p, "OFFSET_HOLE").hole(h.offset, h.length);
     } else if (t === NBD_REPLY_TYPE_BLOCK_STATUS) {
       const status = p.status;
       if (status === undefined) throw new NbdProtocolError(`chunk type BLOCK_STATUS not allowed for ${describe(spec)}`);
-      const bs = decodeBlockStatus(f.payload);
+      const bs = decodeBlockStatus(payload);
       if (!this.info.contextIds.has(bs.contextId)) throw new NbdProtocolError(`BLOCK_STATUS for meta context id ${bs.contextId}, which was not negotiated`);
       if (status.has(bs.contextId)) throw new NbdProtocolError(`two BLOCK_STATUS chunks for meta context id ${bs.contextId}`);
       if ((spec.flags & NBD_CMD_FLAG_REQ_ONE) !== 0 && bs.extents.length !== 1) {
@@ -342,9 +403,17 @@ export class NbdConnection {
       if (bs.extents.some((x) => x.length === 0)) throw new NbdProtocolError("zero-length extent in BLOCK_STATUS reply");
       status.set(bs.contextId, bs.extents);
     } else {
+      // OFFSET_DATA never gets here: the decoder streams it through offsetData.
       throw new NbdProtocolError(`unknown structured reply chunk type ${t} for ${describe(spec)}`);
     }
     if (done) this.complete(p, undefined);
+  }
+
+  /** The READ reassembly a data or hole chunk belongs to; refuses the chunk for any other command. */
+  private readOf(p: Pending, what: string): ReadAssembler {
+    if (!this.info.structuredReplies) throw new NbdProtocolError("structured reply chunk although structured replies were not negotiated");
+    if (p.read === undefined) throw new NbdProtocolError(`chunk type ${what} not allowed for ${describe(p.spec)}`);
+    return p.read;
   }
 
   private complete(p: Pending, data: Buffer | undefined): void {

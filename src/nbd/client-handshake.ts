@@ -9,6 +9,10 @@
  * Each option's error reply becomes an NbdNegotiationError naming the option, the
  * NBD_REP_ERR_* reply and the server's message. Malformed replies are protocol
  * errors. Whoever calls this destroys the socket on failure.
+ *
+ * Bytes are read through the socket's SocketInput (client-socket-input.ts). At
+ * STARTTLS the raw socket's input is released, with nothing left unread, and the
+ * TLS socket's 'data' events carry the stream from then on.
  */
 import type { Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
@@ -58,6 +62,7 @@ import {
   GREETING_LENGTH,
   OPTION_REPLY_HEADER_LENGTH,
 } from "./handshake-codec.js";
+import { SocketInput } from "./client-socket-input.js";
 import { SocketReader } from "./socket-reader.js";
 
 const REP_ERR_NAMES: Readonly<Record<number, string>> = {
@@ -197,9 +202,13 @@ export class ClientHandshake {
       const e = this.optionError(NBD_OPT_STARTTLS, r);
       throw new NbdNegotiationError(`server refused TLS, which this connection requires: ${e.message}`, r.type);
     }
-    const early = this.reader.detach();
-    if (early.length > 0) throw new NbdProtocolError(`server sent ${early.length} bytes after accepting STARTTLS`);
     const raw = this.socket;
+    // The TLS socket takes the raw stream over; the raw socket's input must stop
+    // here, with nothing unread (the first TLS bytes must not have come yet).
+    const rawInput = SocketInput.of(raw);
+    if (rawInput.kind === "user-buffer") throw new Error("STARTTLS needs a socket read through 'data' events, not onread (client.ts opens it so)");
+    const early = this.reader.detach().length + rawInput.release().length;
+    if (early > 0) throw new NbdProtocolError(`server sent ${early} bytes after accepting STARTTLS`);
     // From here the TLSSocket reports failures; keep a stray raw-socket error from crashing us.
     raw.on("error", () => undefined);
     const secure: TLSSocket = tlsConnect({ ...options, socket: raw });

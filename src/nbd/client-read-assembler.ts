@@ -7,34 +7,68 @@
  * Coverage is kept as a sorted list of disjoint [start, end) intervals (relative
  * to the request), merging neighbours, so the common case (one or a few chunks in
  * order) stays a single interval.
+ *
+ * The buffer is allocated uninitialised (Buffer.allocUnsafe; zero-filling every
+ * READ buffer measured 0.05-0.07 CPU-s per GiB read, about a tenth of the client's
+ * whole cost). That is safe because of this invariant:
+ * `finish()` is the only way out for the buffer, and it returns it only when
+ * (a) the claimed ranges cover the whole request, each byte exactly once, and
+ * (b) every claimed range was written: a hole is zero-filled when claimed, and
+ * every OFFSET_DATA target handed out by `dataTarget` was reported `filled()`.
+ * Otherwise it throws, so old heap contents can never reach a caller. A READ that
+ * fails (error chunk, protocol error, closed connection) never calls `finish()`.
+ * Ranges are validated when claimed, before any byte is written.
  */
 import { NbdProtocolError } from "../errors.js";
 
 export class ReadAssembler {
-  readonly buffer: Buffer;
+  private readonly buffer: Buffer;
   private readonly covered: [number, number][] = [];
   private chunks = 0;
+  /** OFFSET_DATA targets handed out whose bytes have not all been written yet. */
+  private unfilled = 0;
 
   constructor(
     readonly offset: number,
     readonly length: number,
     private readonly df = false,
   ) {
-    this.buffer = Buffer.alloc(length);
+    this.buffer = Buffer.allocUnsafe(length);
   }
 
+  /**
+   * Claim an OFFSET_DATA chunk of `len` bytes at `absOffset` (throws if it is out of
+   * range, overlaps, or breaks DF) and return where its bytes go. The caller writes
+   * all of them, then calls `filled()`.
+   */
+  dataTarget(absOffset: number, len: number): Buffer {
+    const s = this.claim(absOffset, len, "OFFSET_DATA");
+    this.unfilled++;
+    return this.buffer.subarray(s, s + len);
+  }
+
+  /** The last target from `dataTarget` has been written in full. */
+  filled(): void {
+    if (this.unfilled === 0) throw new Error("ReadAssembler.filled() without a data target");
+    this.unfilled--;
+  }
+
+  /** A whole OFFSET_DATA chunk at once. */
   data(absOffset: number, data: Buffer): void {
-    this.claim(absOffset, data.length, "OFFSET_DATA");
-    data.copy(this.buffer, absOffset - this.offset);
+    data.copy(this.dataTarget(absOffset, data.length));
+    this.filled();
   }
 
-  /** The buffer is zero-filled already. */
   hole(absOffset: number, length: number): void {
-    this.claim(absOffset, length, "OFFSET_HOLE");
+    const s = this.claim(absOffset, length, "OFFSET_HOLE");
+    this.buffer.fill(0, s, s + length);
   }
 
-  /** Throws if the chunks did not cover the whole request. */
+  /** The READ's data. Throws if the chunks did not cover the whole request. */
   finish(): Buffer {
+    // Unreachable through the decoder (a reply's DONE comes after its data), but the
+    // buffer is uninitialised, so make sure.
+    if (this.unfilled !== 0) throw new NbdProtocolError(`READ reply for [${this.offset}, +${this.length}) completed while data was still arriving`);
     const first = this.covered[0];
     if (this.length > 0 && (this.covered.length !== 1 || first === undefined || first[0] !== 0 || first[1] !== this.length)) {
       const gap = this.firstGap();
@@ -52,7 +86,8 @@ export class ReadAssembler {
     return at;
   }
 
-  private claim(absOffset: number, len: number, what: string): void {
+  /** Validate and record [absOffset, +len); returns its start relative to the request. */
+  private claim(absOffset: number, len: number, what: string): number {
     if (len === 0) throw new NbdProtocolError(`zero-length ${what} chunk`);
     const s = absOffset - this.offset;
     const e = s + len;
@@ -81,5 +116,6 @@ export class ReadAssembler {
     } else {
       iv.splice(i, 0, [s, e]);
     }
+    return s;
   }
 }

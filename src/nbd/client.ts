@@ -3,8 +3,11 @@
  *
  * Layers (one file each):
  *   uri.ts                 where to connect
+ *   client-socket-input.ts where received bytes go (plain sockets: `onread`, one
+ *                          reused buffer, READ data read in place)
  *   client-handshake.ts    fixed-newstyle negotiation, STARTTLS (PSK), GO/EXPORT_NAME
  *   client-connection.ts   pipelined transmission: cookies, queue, backpressure, errors
+ *   client-reply-decoder   streaming reply decoding, READ data straight to its buffer
  *   client-read-assembler  READ chunk reassembly
  *   client.ts (here)       the typed API: validation before sending, splitting of
  *                          large requests, block status with absolute offsets
@@ -20,6 +23,7 @@ import type { ConnectionOptions } from "node:tls";
 import { CancelledError, ConnectionClosedError, InvalidArgumentError, NbdCommandError, NbdProtocolError, TimeoutError, type Errno } from "../errors.js";
 import { NbdConnection, type CommandOutcome } from "./client-connection.js";
 import { ClientHandshake, type NegotiatedExport } from "./client-handshake.js";
+import { SocketInput } from "./client-socket-input.js";
 import {
   NBD_CMD_BLOCK_STATUS,
   NBD_CMD_CACHE,
@@ -80,8 +84,14 @@ export interface BlockSize {
 /** TRIM, WRITE_ZEROES, CACHE and BLOCK_STATUS lengths are u32: split these at 1 GiB (aligned for any block size). */
 const MAX_EFFECT_LENGTH = 1 << 30;
 
-async function openSocket(t: NbdTransport, opts: ClientOptions): Promise<Socket> {
-  const socket = t.kind === "unix" ? netConnect({ path: t.path }) : netConnect({ host: t.host, port: t.port });
+/**
+ * Connect. A plain connection reads into one reused buffer (SocketInput's
+ * `onread`); one that will switch to TLS keeps 'data' events, which is what
+ * tls.connect can wrap.
+ */
+async function openSocket(t: NbdTransport, opts: ClientOptions, tls: boolean): Promise<Socket> {
+  const addr = t.kind === "unix" ? { path: t.path } : { host: t.host, port: t.port };
+  const socket = tls ? netConnect(addr) : SocketInput.connectWithUserBuffer(addr);
   const where = t.kind === "unix" ? t.path : `${t.host}:${t.port}`;
   const ms = opts.connectTimeoutMs ?? 30_000;
   const signal = opts.signal;
@@ -190,7 +200,7 @@ export class NbdClient {
     const maxInFlight = opts.maxInFlight ?? 64;
     if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new InvalidArgumentError(`maxInFlight must be a positive integer, got ${maxInFlight}`);
     if (opts.signal?.aborted === true) throw new CancelledError("NBD connect cancelled");
-    const socket = await openSocket(u.transport, opts);
+    const socket = await openSocket(u.transport, opts, tls !== undefined);
     const hs = new ClientHandshake(socket);
     const neg = await withDeadline(hs, opts, () =>
       hs.negotiate({
@@ -208,7 +218,7 @@ export class NbdClient {
   static async list(uri: string | NbdUri, opts: ClientOptions = {}): Promise<{ name: string; description: string }[]> {
     const u = toNbdUri(uri);
     const tls = await tlsOptionsFor(u, opts);
-    const socket = await openSocket(u.transport, opts);
+    const socket = await openSocket(u.transport, opts, tls !== undefined);
     const hs = new ClientHandshake(socket);
     return withDeadline(hs, opts, () => hs.list(tls));
   }

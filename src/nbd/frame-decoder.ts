@@ -1,15 +1,17 @@
 /**
- * Incremental frame decoders (grpc-js stream-decoder style): `push(chunk)` returns
+ * Incremental frame decoder (grpc-js stream-decoder style): `push(chunk)` returns
  * every whole frame now available, keeping an explicit read state between calls.
- * Each enforces a maximum frame size, and throws NbdProtocolError on a framing
+ * It enforces a maximum frame size, and throws NbdProtocolError on a framing
  * violation; the caller then closes the connection.
  *
  * - ServerFrameDecoder: what a server reads: client flags, then option requests,
  *   then (after `enterTransmission()`) requests with their WRITE payloads.
  *   An oversized WRITE payload is discarded in stream and surfaced as a frame with
  *   `oversized: true`, so the server can fail that one command and stay in sync.
- * - ReplyDecoder: what a client reads in transmission: simple replies (whose READ
- *   payload length it learns from the pending request) and structured chunks.
+ *
+ * What a client reads in transmission is decoded by ReplyDecoder in
+ * client-reply-decoder.ts, which streams READ data into its destination instead
+ * of framing whole replies.
  */
 import { NbdProtocolError } from "../errors.js";
 import type { BufferPool } from "./buffer-pool.js";
@@ -17,15 +19,11 @@ import { ByteQueue } from "./byte-queue.js";
 import {
   NBD_CMD_WRITE,
   NBD_HEADER_REQUEST,
-  NBD_HEADER_SIMPLE_REPLY,
-  NBD_HEADER_STRUCTURED_REPLY,
   NBD_MAX_OPTION_LENGTH,
   NBD_MAX_PAYLOAD,
   NBD_OPT_EXPORT_NAME,
   NBD_OPT_GO,
   NBD_OPT_STARTTLS,
-  NBD_SIMPLE_REPLY_MAGIC,
-  NBD_STRUCTURED_REPLY_MAGIC,
 } from "./constants.js";
 import { decodeOptionHeader, OPTION_HEADER_LENGTH } from "./handshake-codec.js";
 import { decodeRequestHeader, type RequestHeader } from "./transmission-codec.js";
@@ -159,62 +157,5 @@ export class ServerFrameDecoder {
     this.q.skip(OPTION_HEADER_LENGTH);
     if (h.option === NBD_OPT_GO || h.option === NBD_OPT_EXPORT_NAME || h.option === NBD_OPT_STARTTLS) this.state = "held";
     return { kind: "option", option: h.option, data: Buffer.from(this.q.take(h.length)) };
-  }
-}
-
-export type ReplyFrame =
-  | { kind: "simple"; error: number; cookie: bigint; data?: Buffer }
-  | { kind: "chunk"; flags: number; type: number; cookie: bigint; payload: Buffer };
-
-/**
- * `readLength(cookie)` tells how many payload bytes follow a successful simple
- * reply: the READ length for a pending READ, 0 otherwise, undefined if unknown.
- */
-export class ReplyDecoder {
-  private readonly q = new ByteQueue();
-  constructor(
-    private readonly readLength: (cookie: bigint) => number | undefined,
-    private readonly maxChunk = NBD_MAX_PAYLOAD + 64,
-  ) {}
-
-  push(chunk: Buffer): ReplyFrame[] {
-    this.q.push(chunk);
-    const out: ReplyFrame[] = [];
-    for (;;) {
-      const f = this.next();
-      if (f === undefined) return out;
-      out.push(f);
-    }
-  }
-
-  private next(): ReplyFrame | undefined {
-    if (this.q.length < 4) return undefined;
-    const magic = this.q.peek(4).readUInt32BE(0);
-    if (magic === NBD_SIMPLE_REPLY_MAGIC) {
-      if (this.q.length < NBD_HEADER_SIMPLE_REPLY) return undefined;
-      const h = this.q.peek(NBD_HEADER_SIMPLE_REPLY);
-      const error = h.readUInt32BE(4);
-      const cookie = h.readBigUInt64BE(8);
-      const len = this.readLength(cookie);
-      if (len === undefined) throw new NbdProtocolError(`simple reply for unknown cookie ${cookie}`);
-      const dataLen = error === 0 ? len : 0;
-      if (this.q.length < NBD_HEADER_SIMPLE_REPLY + dataLen) return undefined;
-      this.q.skip(NBD_HEADER_SIMPLE_REPLY);
-      if (dataLen === 0) return { kind: "simple", error, cookie };
-      return { kind: "simple", error, cookie, data: this.q.take(dataLen) };
-    }
-    if (magic === NBD_STRUCTURED_REPLY_MAGIC) {
-      if (this.q.length < NBD_HEADER_STRUCTURED_REPLY) return undefined;
-      const h = this.q.peek(NBD_HEADER_STRUCTURED_REPLY);
-      const length = h.readUInt32BE(16);
-      if (length > this.maxChunk) throw new NbdProtocolError(`structured reply chunk of ${length} bytes exceeds ${this.maxChunk}`);
-      if (this.q.length < NBD_HEADER_STRUCTURED_REPLY + length) return undefined;
-      const flags = h.readUInt16BE(4);
-      const type = h.readUInt16BE(6);
-      const cookie = h.readBigUInt64BE(8);
-      this.q.skip(NBD_HEADER_STRUCTURED_REPLY);
-      return { kind: "chunk", flags, type, cookie, payload: this.q.take(length) };
-    }
-    throw new NbdProtocolError(`bad reply magic 0x${magic.toString(16)}`);
   }
 }

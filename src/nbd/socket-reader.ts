@@ -4,20 +4,24 @@
  * code (`await reader.read(20)`). The transmission phase does not use this: it is
  * push-based (ReplyDecoder), since replies arrive out of order.
  *
- * One reader owns the socket's 'data' events until `detach()`, which hands back
+ * One reader is the sink of the socket's input (client-socket-input.ts: 'data'
+ * events, or the reused buffer of `onread`) until `detach()`, which hands back
  * any bytes received beyond the last read (they belong to the next phase; at a
- * STARTTLS switch there must be none).
+ * STARTTLS switch there must be none). Received chunks are copied, since a chunk
+ * from a reused buffer is valid only during the call; handshake replies are small.
  */
 import type { Socket } from "node:net";
 import { ConnectionClosedError } from "../errors.js";
 import { ByteQueue } from "./byte-queue.js";
+import { SocketInput } from "./client-socket-input.js";
 
 export class SocketReader {
   private readonly q = new ByteQueue();
   private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   private failure: Error | undefined;
+  private readonly input: SocketInput;
   private readonly onData = (chunk: Buffer): void => {
-    this.q.push(chunk);
+    this.q.push(Buffer.from(chunk));
     this.wake();
   };
   private readonly onEnd = (): void => this.fail(new ConnectionClosedError("server closed the connection during the handshake"));
@@ -25,7 +29,8 @@ export class SocketReader {
     this.fail(new ConnectionClosedError(`connection failed during the handshake: ${e.message}`, { cause: e }));
 
   constructor(private readonly socket: Socket) {
-    socket.on("data", this.onData);
+    this.input = SocketInput.of(socket);
+    this.input.attach({ push: this.onData });
     socket.on("end", this.onEnd);
     socket.on("close", this.onEnd);
     socket.on("error", this.onError);
@@ -51,7 +56,7 @@ export class SocketReader {
   }
 
   detach(): Buffer {
-    this.socket.off("data", this.onData);
+    this.input.detach();
     this.socket.off("end", this.onEnd);
     this.socket.off("close", this.onEnd);
     this.socket.off("error", this.onError);

@@ -1,6 +1,7 @@
 /**
- * The incremental decoders must frame a valid stream identically however it is
- * cut into chunks: at every single offset, byte by byte, and at random cut sets.
+ * The server's incremental decoder must frame a valid stream identically however
+ * it is cut into chunks: at every single offset, byte by byte, and at random cut
+ * sets. (The client's streaming reply decoder: 021-client-reply-decoder.test.ts.)
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -21,22 +22,11 @@ import {
   NBD_OPT_LIST,
   NBD_OPT_SET_META_CONTEXT,
   NBD_OPT_STRUCTURED_REPLY,
-  NBD_REPLY_FLAG_DONE,
-  NBD_REPLY_TYPE_NONE,
 } from "../../../src/nbd/constants.js";
 import { BufferPool } from "../../../src/nbd/buffer-pool.js";
-import { ReplyDecoder, ServerFrameDecoder, type ReplyFrame, type ServerFrame } from "../../../src/nbd/frame-decoder.js";
+import { ServerFrameDecoder, type ServerFrame } from "../../../src/nbd/frame-decoder.js";
 import { encodeClientFlags, encodeInfoRequest, encodeMetaContextRequest, encodeOption } from "../../../src/nbd/handshake-codec.js";
-import {
-  encodeBlockStatus,
-  encodeChunkHeader,
-  encodeErrorChunk,
-  encodeOffsetDataHead,
-  encodeOffsetHole,
-  encodeRequestHeader,
-  encodeSimpleReply,
-  type RequestHeader,
-} from "../../../src/nbd/transmission-codec.js";
+import { encodeRequestHeader, type RequestHeader } from "../../../src/nbd/transmission-codec.js";
 
 function pattern(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n);
@@ -101,7 +91,7 @@ function decodeServer(chunks: readonly Buffer[], d = new ServerFrameDecoder()): 
 }
 
 /** A cheap, exact fingerprint of frames (deep-equal on large Buffers is slow). */
-function key(frames: readonly (ServerFrame | ReplyFrame)[]): string {
+function key(frames: readonly ServerFrame[]): string {
   return JSON.stringify(frames, (_k, v: unknown) => {
     if (typeof v === "bigint") return `${v}n`;
     // Buffer.toJSON() has already run: a Buffer arrives as { type: "Buffer", data: number[] }.
@@ -298,102 +288,5 @@ describe("ServerFrameDecoder", () => {
     const w = request(NBD_CMD_WRITE, 1n, 0, 4096);
     const frames = d.push(Buffer.concat([encodeRequestHeader(w), pattern(4096, 1)]));
     expect(frames).toEqual([{ kind: "request", header: w, payload: pattern(4096, 1) }]);
-  });
-});
-
-// ---- client side -------------------------------------------------------------
-
-const readLengths = new Map<bigint, number>([
-  [1n, 4096],
-  [2n, 0],
-  [3n, 1000],
-  [4n, 0],
-  [5n, 0],
-  [6n, 0],
-  [7n, 0],
-]);
-
-const replyStream = Buffer.concat([
-  encodeSimpleReply(0, 1n),
-  pattern(4096, 1),
-  encodeSimpleReply(0, 2n),
-  encodeSimpleReply(22, 3n), // a failed READ carries no data
-  encodeOffsetDataHead(0, 4n, 100, 300),
-  pattern(300, 4),
-  encodeOffsetHole(0, 4n, 400, 200),
-  encodeErrorChunk(NBD_REPLY_FLAG_DONE, 4n, 5, "bad sector", 600),
-  encodeBlockStatus(0, 5n, 1, [
-    { length: 65536, flags: 3 },
-    { length: 4096, flags: 0 },
-  ]),
-  encodeBlockStatus(NBD_REPLY_FLAG_DONE, 5n, 2, [{ length: 69632, flags: 1 }]),
-  encodeChunkHeader({ flags: NBD_REPLY_FLAG_DONE, type: NBD_REPLY_TYPE_NONE, cookie: 6n, length: 0 }),
-  encodeErrorChunk(NBD_REPLY_FLAG_DONE, 7n, 28, "full"),
-]);
-
-function chunkFrame(b: Buffer): ReplyFrame {
-  return { kind: "chunk", flags: b.readUInt16BE(4), type: b.readUInt16BE(6), cookie: b.readBigUInt64BE(8), payload: b.subarray(20) };
-}
-
-const expectedReplies: ReplyFrame[] = [
-  { kind: "simple", error: 0, cookie: 1n, data: pattern(4096, 1) },
-  { kind: "simple", error: 0, cookie: 2n },
-  { kind: "simple", error: 22, cookie: 3n },
-  chunkFrame(Buffer.concat([encodeOffsetDataHead(0, 4n, 100, 300), pattern(300, 4)])),
-  chunkFrame(encodeOffsetHole(0, 4n, 400, 200)),
-  chunkFrame(encodeErrorChunk(NBD_REPLY_FLAG_DONE, 4n, 5, "bad sector", 600)),
-  chunkFrame(
-    encodeBlockStatus(0, 5n, 1, [
-      { length: 65536, flags: 3 },
-      { length: 4096, flags: 0 },
-    ]),
-  ),
-  chunkFrame(encodeBlockStatus(NBD_REPLY_FLAG_DONE, 5n, 2, [{ length: 69632, flags: 1 }])),
-  chunkFrame(encodeChunkHeader({ flags: NBD_REPLY_FLAG_DONE, type: NBD_REPLY_TYPE_NONE, cookie: 6n, length: 0 })),
-  chunkFrame(encodeErrorChunk(NBD_REPLY_FLAG_DONE, 7n, 28, "full")),
-];
-
-function decodeReplies(chunks: readonly Buffer[]): ReplyFrame[] {
-  const d = new ReplyDecoder((c) => readLengths.get(c));
-  return chunks.flatMap((c) => d.push(c));
-}
-
-describe("ReplyDecoder", () => {
-  it("frames simple and structured replies in one chunk", () => {
-    expect(decodeReplies([replyStream])).toEqual(expectedReplies);
-  });
-
-  it("frames identically when split at every offset", () => {
-    const want = key(expectedReplies);
-    for (let i = 0; i <= replyStream.length; i++) {
-      const got = key(decodeReplies([replyStream.subarray(0, i), replyStream.subarray(i)]));
-      if (got !== want) expect({ splitAt: i, frames: got }).toEqual({ splitAt: i, frames: want });
-    }
-  });
-
-  it("frames identically when fed one byte at a time", () => {
-    expect(key(decodeReplies([...replyStream].map((x) => Buffer.from([x]))))).toBe(key(expectedReplies));
-  });
-
-  it("frames identically at random multi-split patterns", () => {
-    fc.assert(
-      fc.property(fc.array(fc.nat({ max: replyStream.length }), { maxLength: 40 }), (cuts) => {
-        expect(key(decodeReplies(cutAt(replyStream, cuts)))).toBe(key(expectedReplies));
-      }),
-      { numRuns: 300 },
-    );
-  });
-
-  it("rejects a bad reply magic", () => {
-    expect(() => decodeReplies([Buffer.from("0000000000000000", "hex")])).toThrow(NbdProtocolError);
-  });
-
-  it("rejects a simple reply for an unknown cookie", () => {
-    expect(() => decodeReplies([encodeSimpleReply(0, 99n)])).toThrow(NbdProtocolError);
-  });
-
-  it("rejects an oversized structured chunk from its header alone", () => {
-    const d = new ReplyDecoder(() => 0, 1024);
-    expect(() => d.push(encodeChunkHeader({ flags: 0, type: 1, cookie: 1n, length: 1025 }))).toThrow(NbdProtocolError);
   });
 });

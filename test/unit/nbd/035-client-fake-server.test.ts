@@ -3,12 +3,14 @@
  * provoke what real servers never do: bad magic, replies for unknown cookies,
  * chunks a command does not allow, overlapping READ chunks, a server that stops
  * reading (backpressure), and command errors that must leave the connection alive.
+ * Large READs arrive in pieces, so the client's direct reads (data landing in the
+ * READ buffer itself) and the cuts inside a reply are exercised end to end.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ConnectionClosedError, NbdCommandError, NbdNegotiationError, NbdProtocolError } from "../../../src/errors.js";
 import {
   NBD_CMD_READ,
@@ -29,6 +31,7 @@ import {
   NBD_REPLY_TYPE_NONE,
 } from "../../../src/nbd/constants.js";
 import { NbdClient } from "../../../src/nbd/client.js";
+import { ReplyDecoder } from "../../../src/nbd/client-reply-decoder.js";
 import { ServerFrameDecoder } from "../../../src/nbd/frame-decoder.js";
 import { encodeExportNameReply, encodeGreeting, encodeInfoItem, encodeOptionReply } from "../../../src/nbd/handshake-codec.js";
 import { encodeChunkHeader, encodeErrorChunk, encodeOffsetDataHead, encodeOffsetHole, encodeSimpleReply, type RequestHeader } from "../../../src/nbd/transmission-codec.js";
@@ -47,6 +50,7 @@ interface Script {
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
+  vi.restoreAllMocks();
 });
 
 async function fakeServer(script: Script): Promise<string> {
@@ -169,6 +173,80 @@ describe("client ↔ scripted server: protocol violations kill the connection", 
   });
 });
 
+function pattern(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff;
+  return b;
+}
+
+/** Write `b` in pieces with a pause between, so the client sees many partial reads. */
+async function trickle(sock: Socket, b: Buffer, piece: number): Promise<void> {
+  for (let at = 0; at < b.length && !sock.destroyed; at += piece) {
+    sock.write(b.subarray(at, at + piece));
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+describe("client ↔ scripted server: hostile READ replies never resolve a READ", () => {
+  it("an OFFSET_DATA chunk outside the READ is a protocol error", async () => {
+    const uri = await fakeServer({
+      onRequest: (h, sock) => sock.write(dataChunk(h.cookie, h.offset + h.length - 10, Buffer.alloc(20, 1), true)),
+    });
+    const c = await connect(uri);
+    const e = await c.read(4096, 512).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(NbdProtocolError);
+    expect(String(e)).toMatch(/OFFSET_DATA chunk \[4598, \+20\) lies outside the READ request \[4096, \+512\)/);
+    expect(c.isOpen).toBe(false);
+  });
+
+  it("an OFFSET_DATA chunk for an unknown cookie is a protocol error", async () => {
+    const uri = await fakeServer({
+      onRequest: (h, sock) => sock.write(dataChunk(h.cookie + 1000n, h.offset, Buffer.alloc(h.length, 1), true)),
+    });
+    const c = await connect(uri);
+    const results = await Promise.allSettled([c.read(0, 512), c.read(512, 512)]);
+    for (const r of results) {
+      expect(r.status).toBe("rejected");
+      if (r.status === "rejected") {
+        expect(r.reason).toBeInstanceOf(NbdProtocolError);
+        expect(String(r.reason)).toMatch(/reply for unknown cookie/);
+      }
+    }
+  });
+
+  it("a large chunk overlapping data already streamed in is a protocol error", async () => {
+    const mib = 1024 * 1024;
+    const uri = await fakeServer({
+      onRequest: (h, sock) => {
+        void (async () => {
+          await trickle(sock, dataChunk(h.cookie, h.offset, pattern(mib / 2, 1), false), 100_000);
+          await trickle(sock, dataChunk(h.cookie, h.offset + mib / 2 - 1, pattern(mib / 2 + 1, 2), true), 100_000);
+        })();
+      },
+    });
+    const c = await connect(uri);
+    await expect(c.read(0, mib)).rejects.toThrow(/overlaps data already received/);
+  });
+
+  it("a stream cut inside a reply rejects the READ (CONNECTION_CLOSED, the cut as cause), at any point", async () => {
+    const len = 256 * 1024;
+    const reply = (cookie: bigint): Buffer => dataChunk(cookie, 0, pattern(len, 3), true);
+    // In the header, in the offset, at the first data byte, in a direct read, one byte short.
+    for (const cut of [3, 21, 28, 28 + 100_000, 28 + len - 1]) {
+      const uri = await fakeServer({
+        onRequest: (h, sock) => {
+          void trickle(sock, reply(h.cookie).subarray(0, cut), 70_000).then(() => setTimeout(() => sock.destroy(), 5));
+        },
+      });
+      const c = await connect(uri);
+      const e = await c.read(0, len).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(ConnectionClosedError);
+      expect((e as Error).cause).toBeInstanceOf(NbdProtocolError);
+      expect(String(e)).toMatch(/NBD server closed the connection: stream ended/);
+    }
+  });
+});
+
 describe("client ↔ scripted server: command errors keep the connection", () => {
   it("structured ERROR chunk fails one read; the next succeeds", async () => {
     const uri = await fakeServer({
@@ -221,6 +299,58 @@ describe("client ↔ scripted server: command errors keep the connection", () =>
     const c = await connect(uri);
     const out = await Promise.all([0, 1, 2, 3].map((i) => c.read(i * 512, 512)));
     out.forEach((b, i) => expect(b.equals(Buffer.alloc(512, 0x40 + i))).toBe(true));
+  });
+
+  it("streams large READs, split and interleaved across cookies, into their buffers (direct reads included)", async () => {
+    const direct = vi.spyOn(ReplyDecoder.prototype, "pushedDirect");
+    const len = 256 * 1024;
+    const held: RequestHeader[] = [];
+    const uri = await fakeServer({
+      onRequest: (h, sock) => {
+        held.push(h);
+        if (held.length < 3) return;
+        // Per READ: a hole, then two data chunks, second half first; chunks of the
+        // three READs interleaved; all written in pieces.
+        const parts: Buffer[][] = held.map((r) => {
+          const seed = Number(r.offset / len);
+          const q = len / 4;
+          return [
+            encodeOffsetHole(0, r.cookie, r.offset, q),
+            dataChunk(r.cookie, r.offset + 2 * q, pattern(2 * q, seed), false),
+            dataChunk(r.cookie, r.offset + q, pattern(q, seed + 1), true),
+          ];
+        });
+        const stream = Buffer.concat([0, 1, 2].flatMap((i) => parts.map((p) => p[i] ?? Buffer.alloc(0))));
+        void trickle(sock, stream, 100_000);
+      },
+    });
+    const c = await connect(uri);
+    const out = await Promise.all([0, 1, 2].map((i) => c.read(i * len, len)));
+    out.forEach((b, i) => {
+      const q = len / 4;
+      expect(b.subarray(0, q).equals(Buffer.alloc(q))).toBe(true);
+      expect(b.subarray(q, 2 * q).equals(pattern(q, i + 1))).toBe(true);
+      expect(b.subarray(2 * q).equals(pattern(2 * q, i))).toBe(true);
+    });
+    expect(direct).toHaveBeenCalled();
+    expect(c.isOpen).toBe(true);
+  });
+
+  it("streams a large simple-reply READ (no structured replies) into its buffer", async () => {
+    const len = 1024 * 1024;
+    let sending = Promise.resolve();
+    const uri = await fakeServer({
+      structured: false,
+      onRequest: (h, sock) => {
+        // One reply after the other: a simple reply cannot be interleaved.
+        if (h.type === NBD_CMD_READ) sending = sending.then(() => trickle(sock, Buffer.concat([encodeSimpleReply(0, h.cookie), pattern(h.length, 7)]), 200_000));
+        else sock.write(encodeSimpleReply(0, h.cookie));
+      },
+    });
+    const c = await connect(uri, false);
+    const [a, b] = await Promise.all([c.read(0, len), c.read(len - 4096, 4096)]);
+    expect(a.equals(pattern(len, 7))).toBe(true);
+    expect(b.equals(pattern(4096, 7))).toBe(true);
   });
 
   it("falls back to NBD_OPT_EXPORT_NAME when GO is unsupported", async () => {
