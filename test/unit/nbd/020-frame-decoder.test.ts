@@ -27,6 +27,7 @@ import { BufferPool } from "../../../src/nbd/buffer-pool.js";
 import { ServerFrameDecoder, type ServerFrame } from "../../../src/nbd/frame-decoder.js";
 import { encodeClientFlags, encodeInfoRequest, encodeMetaContextRequest, encodeOption } from "../../../src/nbd/handshake-codec.js";
 import { encodeRequestHeader, type RequestHeader } from "../../../src/nbd/transmission-codec.js";
+import { cutAt, frameKey } from "../../support/stream-cuts.js";
 
 function pattern(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n);
@@ -90,52 +91,28 @@ function decodeServer(chunks: readonly Buffer[], d = new ServerFrameDecoder()): 
   return frames;
 }
 
-/** A cheap, exact fingerprint of frames (deep-equal on large Buffers is slow). */
-function key(frames: readonly ServerFrame[]): string {
-  return JSON.stringify(frames, (_k, v: unknown) => {
-    if (typeof v === "bigint") return `${v}n`;
-    // Buffer.toJSON() has already run: a Buffer arrives as { type: "Buffer", data: number[] }.
-    if (typeof v === "object" && v !== null && "type" in v && v.type === "Buffer" && "data" in v && Array.isArray(v.data)) {
-      return Buffer.from(v.data as number[]).toString("hex");
-    }
-    return v;
-  });
-}
-
-function cutAt(stream: Buffer, cuts: readonly number[]): Buffer[] {
-  const points = [...new Set(cuts)].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let prev = 0;
-  for (const p of points) {
-    out.push(stream.subarray(prev, p));
-    prev = p;
-  }
-  out.push(stream.subarray(prev));
-  return out;
-}
-
 describe("ServerFrameDecoder", () => {
   it("frames the whole stream in one chunk", () => {
     expect(decodeServer([serverStream])).toEqual(expectedServerFrames);
   });
 
   it("frames identically when split at every offset", () => {
-    const want = key(expectedServerFrames);
+    const want = frameKey(expectedServerFrames);
     for (let i = 0; i <= serverStream.length; i++) {
-      const got = key(decodeServer([serverStream.subarray(0, i), serverStream.subarray(i)]));
+      const got = frameKey(decodeServer([serverStream.subarray(0, i), serverStream.subarray(i)]));
       if (got !== want) expect({ splitAt: i, frames: got }).toEqual({ splitAt: i, frames: want });
     }
   });
 
   it("frames identically when fed one byte at a time", () => {
     const bytes = [...serverStream].map((x) => Buffer.from([x]));
-    expect(key(decodeServer(bytes))).toBe(key(expectedServerFrames));
+    expect(frameKey(decodeServer(bytes))).toBe(frameKey(expectedServerFrames));
   });
 
   it("frames identically at random multi-split patterns", () => {
     fc.assert(
       fc.property(fc.array(fc.nat({ max: serverStream.length }), { maxLength: 40 }), (cuts) => {
-        expect(key(decodeServer(cutAt(serverStream, cuts)))).toBe(key(expectedServerFrames));
+        expect(frameKey(decodeServer(cutAt(serverStream, cuts)))).toBe(frameKey(expectedServerFrames));
       }),
       { numRuns: 300 },
     );
@@ -160,9 +137,9 @@ describe("ServerFrameDecoder", () => {
         take(d.push(scratch.subarray(0, c.length), true));
         scratch.fill(0xa5); // the socket reuses its buffer for the next read
       }
-      return key(frames);
+      return frameKey(frames);
     };
-    const want = key(expectedServerFrames);
+    const want = frameKey(expectedServerFrames);
     for (let i = 0; i <= serverStream.length; i += 7) {
       const got = feed([i]);
       if (got !== want) expect({ splitAt: i, frames: got }).toEqual({ splitAt: i, frames: want });
@@ -191,8 +168,8 @@ describe("ServerFrameDecoder", () => {
           frames.push(...d.push(scratch.subarray(0, c.length), true));
           scratch.fill(0x5a);
         }
-        expect(key(frames)).toBe(
-          key([
+        expect(frameKey(frames)).toBe(
+          frameKey([
             { kind: "request", header: w, payload: big },
             { kind: "request", header: r },
             { kind: "request", header: w, payload: big },

@@ -13,6 +13,7 @@ import { NbdProtocolError } from "../../../src/errors.js";
 import { NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, NBD_REPLY_TYPE_OFFSET_DATA, NBD_SIMPLE_REPLY_MAGIC } from "../../../src/nbd/constants.js";
 import { ReplyDecoder, type ReplySink } from "../../../src/nbd/client-reply-decoder.js";
 import { encodeBlockStatus, encodeChunkHeader, encodeErrorChunk, encodeOffsetDataHead, encodeOffsetHole, encodeSimpleReply } from "../../../src/nbd/transmission-codec.js";
+import { cutAt, frameKey } from "../../support/stream-cuts.js";
 
 /** A reply as whole-reply framing sees it. */
 type Frame =
@@ -88,29 +89,6 @@ function recorder(readLengths: ReadonlyMap<bigint, number>, known: (cookie: bigi
     },
   };
   return { sink, frames };
-}
-
-/** A cheap, exact fingerprint of frames (deep-equal on large Buffers is slow). */
-function key(frames: readonly Frame[]): string {
-  return JSON.stringify(frames, (_k, v: unknown) => {
-    if (typeof v === "bigint") return `${v}n`;
-    if (typeof v === "object" && v !== null && "type" in v && v.type === "Buffer" && "data" in v && Array.isArray(v.data)) {
-      return Buffer.from(v.data as number[]).toString("hex");
-    }
-    return v;
-  });
-}
-
-function cutAt(stream: Buffer, cuts: readonly number[]): Buffer[] {
-  const points = [...new Set(cuts)].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let prev = 0;
-  for (const p of points) {
-    out.push(stream.subarray(prev, p));
-    prev = p;
-  }
-  out.push(stream.subarray(prev));
-  return out;
 }
 
 /** Feed chunks through one reused buffer, scribbled after every push (a socket's `onread` buffer). */
@@ -228,7 +206,7 @@ function decodeReplies(chunks: readonly Buffer[]): Frame[] {
 
 describe("ReplyDecoder (streaming) on a fixed stream", () => {
   it("the reference framing agrees with the hand-written expectation", () => {
-    expect(key(referenceFrames(replyStream, readLengths))).toBe(key(expectedReplies));
+    expect(frameKey(referenceFrames(replyStream, readLengths))).toBe(frameKey(expectedReplies));
   });
 
   it("decodes simple and structured replies in one chunk", () => {
@@ -236,40 +214,40 @@ describe("ReplyDecoder (streaming) on a fixed stream", () => {
   });
 
   it("decodes identically when split at every offset", () => {
-    const want = key(expectedReplies);
+    const want = frameKey(expectedReplies);
     for (let i = 0; i <= replyStream.length; i++) {
-      const got = key(decodeReplies([replyStream.subarray(0, i), replyStream.subarray(i)]));
+      const got = frameKey(decodeReplies([replyStream.subarray(0, i), replyStream.subarray(i)]));
       if (got !== want) expect({ splitAt: i, frames: got }).toEqual({ splitAt: i, frames: want });
     }
   });
 
   it("decodes identically from a reused, scribbled read buffer split at every offset", () => {
-    const want = key(expectedReplies);
+    const want = frameKey(expectedReplies);
     for (let i = 0; i <= replyStream.length; i++) {
-      const got = key(decodeTransient([replyStream.subarray(0, i), replyStream.subarray(i)], readLengths));
+      const got = frameKey(decodeTransient([replyStream.subarray(0, i), replyStream.subarray(i)], readLengths));
       if (got !== want) expect({ splitAt: i, frames: got }).toEqual({ splitAt: i, frames: want });
     }
   });
 
   it("decodes identically when fed one byte at a time", () => {
-    expect(key(decodeTransient([...replyStream].map((x) => Buffer.from([x])), readLengths))).toBe(key(expectedReplies));
+    expect(frameKey(decodeTransient([...replyStream].map((x) => Buffer.from([x])), readLengths))).toBe(frameKey(expectedReplies));
   });
 
   it("decodes identically at random multi-split patterns", () => {
     fc.assert(
       fc.property(fc.array(fc.nat({ max: replyStream.length }), { maxLength: 40 }), (cuts) => {
-        expect(key(decodeTransient(cutAt(replyStream, cuts), readLengths))).toBe(key(expectedReplies));
+        expect(frameKey(decodeTransient(cutAt(replyStream, cuts), readLengths))).toBe(frameKey(expectedReplies));
       }),
       { numRuns: 300 },
     );
   });
 
   it("decodes identically when reads land directly in the payload targets", () => {
-    const want = key(expectedReplies);
+    const want = frameKey(expectedReplies);
     for (const size of [1, 7, 20, 28, 100, 1000, 4096, 1 << 20]) {
       for (const min of [1, 64, 1000]) {
         const { frames } = decodeDirect(replyStream, [size], min, readLengths);
-        expect({ size, min, frames: key(frames) }).toEqual({ size, min, frames: want });
+        expect({ size, min, frames: frameKey(frames) }).toEqual({ size, min, frames: want });
       }
     }
     expect(decodeDirect(replyStream, [1000], 1, readLengths).direct).toBeGreaterThan(4096);
@@ -302,7 +280,7 @@ describe("ReplyDecoder (streaming) against whole-reply framing, random streams",
     fc.assert(
       fc.property(streamArb, fc.array(fc.nat(), { maxLength: 30 }), ({ stream, lengths }, rawCuts) => {
         const cuts = rawCuts.map((c) => c % (stream.length + 1));
-        expect(key(decodeTransient(cutAt(stream, cuts), lengths))).toBe(key(referenceFrames(stream, lengths)));
+        expect(frameKey(decodeTransient(cutAt(stream, cuts), lengths))).toBe(frameKey(referenceFrames(stream, lengths)));
       }),
       { numRuns: 400 },
     );
@@ -311,7 +289,7 @@ describe("ReplyDecoder (streaming) against whole-reply framing, random streams",
   it("gives the reference frames for random streams read partly in place", () => {
     fc.assert(
       fc.property(streamArb, fc.array(fc.integer({ min: 1, max: 5000 }), { minLength: 1, maxLength: 10 }), fc.integer({ min: 1, max: 2000 }), ({ stream, lengths }, sizes, min) => {
-        expect(key(decodeDirect(stream, sizes, min, lengths).frames)).toBe(key(referenceFrames(stream, lengths)));
+        expect(frameKey(decodeDirect(stream, sizes, min, lengths).frames)).toBe(frameKey(referenceFrames(stream, lengths)));
       }),
       { numRuns: 400 },
     );
@@ -379,18 +357,18 @@ describe("ReplyDecoder (streaming) on hostile streams", () => {
   });
 
   it("never completes a reply cut short, and end() says so, at every cut", () => {
-    const full = key(expectedReplies);
+    const full = frameKey(expectedReplies);
     for (let i = 0; i < replyStream.length; i++) {
       const { sink, frames } = recorder(readLengths);
       const d = new ReplyDecoder(sink);
       d.push(replyStream.subarray(0, i));
       // Only whole replies came out: exactly a prefix of the expected ones.
       const done = expectedReplies.slice(0, frames.length);
-      expect(key(frames)).toBe(key(done));
+      expect(frameKey(frames)).toBe(frameKey(done));
       if (boundaries.has(i)) expect(() => d.end()).not.toThrow();
       else expect(() => d.end()).toThrow(NbdProtocolError);
     }
-    expect(key(decodeReplies([replyStream]))).toBe(full);
+    expect(frameKey(decodeReplies([replyStream]))).toBe(full);
   });
 
   it("refuses bytes read into anything but the current target's next free byte", () => {
