@@ -6,7 +6,6 @@
  * dependent-write chain goes on; a later quiesce succeeds and the disks pass the
  * oracle.
  */
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NbdClient } from "../../src/nbd/client.js";
@@ -15,10 +14,9 @@ import { NbdDevice } from "../../src/datastore/block-device.js";
 import { DatastoreFileDevice } from "../../src/datastore/file-device.js";
 import { readVm } from "../../src/datastore/vm-files.js";
 import { verifyConsistency, type NamedImage } from "../../src/oracle/verify.js";
-import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
-import { startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
-import { startHypervisor, type HypervisorDaemon } from "../support/hypervisor-daemon.js";
-import { tempDir } from "../support/tools.js";
+import type { ArrayDaemon } from "../support/array-daemon.js";
+import type { HypervisorDaemon } from "../support/hypervisor-daemon.js";
+import { startVmFixture, type VmFixture } from "../support/vm-fixture.js";
 
 async function images(d: ArrayDaemon): Promise<NamedImage[]> {
   const ds = await NbdClient.connect(d.uri("lun/ds"));
@@ -42,32 +40,21 @@ async function images(d: ArrayDaemon): Promise<NamedImage[]> {
 }
 
 describe("quiesce against a frozen array", () => {
-  let tmp: { dir: string; cleanup: () => void };
   let d: ArrayDaemon;
-  let rpc: ArrayClient;
   let hv: HypervisorDaemon;
   let frozenPid: number | undefined;
 
+  let fx: VmFixture | undefined;
   beforeAll(async () => {
-    tmp = tempDir("sanbox-e2e-505-");
-    d = await startArrayDaemon(join(tmp.dir, "array"));
-    rpc = connectArray({ endpoint: d.rpcEndpoint });
-    await rpc.createLun({ name: "ds", sizeBytes: 64 * 1024 * 1024 });
-    await rpc.createLun({ name: "rdm", sizeBytes: 4 * 1024 * 1024 });
-    hv = await startHypervisor(join(tmp.dir, "hv"), d.rpcEndpoint);
-    await hv.cli(["vm", "create", "vm1", "--datastore", "ds", "--disk", "2M", "--rdm", "rdm"]);
+    fx = await startVmFixture("sanbox-e2e-505-", { seed: 505, warmUp: 100 });
+    ({ d, hv } = fx);
   });
   afterAll(async () => {
     if (frozenPid !== undefined) process.kill(frozenPid, "SIGCONT");
-    await hv?.cli(["vm", "stop", "vm1"], { reject: false });
-    await hv?.stop();
-    rpc?.close();
-    await d?.stop();
-    tmp?.cleanup();
+    await fx?.stop();
   });
 
   it("times out, resumes, and the chain continues once the array thaws", async () => {
-    await hv.cli(["vm", "start", "vm1", "--seed", "505"]);
     const status = (): Promise<{ acknowledgedSeq: number; quiesced: boolean }> => hv.client.getWorkloadStatus({ vm: "vm1" });
     while ((await status()).acknowledgedSeq < 100) await sleep(10);
 

@@ -9,49 +9,35 @@
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CbtUnavailableError, IoError, UnsupportedError } from "../../src/errors.js";
 import type { TypedExtent } from "../../src/rpc/block-stream.js";
 import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
-import { connectHypervisor, type HypervisorClient } from "../../src/rpc/hypervisor-rpc.js";
+import type { HypervisorClient } from "../../src/rpc/hypervisor-rpc.js";
 import type { ArrayFacts, SnapshotSet } from "../../plugin/backup/array-driver.js";
 import { runBackup } from "../../plugin/backup/backup-run.js";
 import { GrpcArrayDriver } from "../../plugin/backup/grpc-array-driver.js";
 import { Repository } from "../../plugin/backup/repository/repository.js";
 import { verifyPoint } from "../../plugin/backup/verify-point.js";
-import { startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
-import { startHypervisor, type HypervisorDaemon } from "../support/hypervisor-daemon.js";
+import type { ArrayDaemon } from "../support/array-daemon.js";
+import type { HypervisorDaemon } from "../support/hypervisor-daemon.js";
+import { startVmFixture, type VmFixture } from "../support/vm-fixture.js";
 import { obj, sanboxBackup, spawnBackup } from "../support/backup-cli.js";
-import { tempDir } from "../support/tools.js";
 
 describe("backup failures", () => {
-  let tmp: { dir: string; cleanup: () => void };
+  let tmp: { dir: string };
   let d: ArrayDaemon;
   let rpc: ArrayClient;
   let hv: HypervisorDaemon;
   let hvc: HypervisorClient;
 
+  let fx: VmFixture | undefined;
   beforeAll(async () => {
-    tmp = tempDir("sanbox-e2e-620-");
-    d = await startArrayDaemon(join(tmp.dir, "array"));
-    rpc = connectArray({ endpoint: d.rpcEndpoint });
-    await rpc.createLun({ name: "ds", sizeBytes: 64 * 1024 * 1024 });
-    await rpc.createLun({ name: "rdm", sizeBytes: 4 * 1024 * 1024 });
-    hv = await startHypervisor(join(tmp.dir, "hv"), d.rpcEndpoint);
-    hvc = connectHypervisor({ endpoint: hv.endpoint });
-    await hv.cli(["vm", "create", "vm1", "--datastore", "ds", "--disk", "2M", "--rdm", "rdm"]);
-    await hv.cli(["vm", "start", "vm1", "--seed", "620", "--rate", "2000"]);
-    while ((await hv.client.getWorkloadStatus({ vm: "vm1" })).acknowledgedSeq < 100) await sleep(10);
+    fx = await startVmFixture("sanbox-e2e-620-", { seed: 620, rate: 2000, warmUp: 100 });
+    ({ d, rpc, hv, hvc } = fx);
+    tmp = { dir: fx.dir };
   });
-  afterAll(async () => {
-    hvc?.close();
-    await hv?.cli(["vm", "stop", "vm1"], { reject: false });
-    await hv?.stop();
-    rpc?.close();
-    await d?.stop();
-    tmp?.cleanup();
-  });
+  afterAll(async () => fx?.stop());
 
   const backupSnapshots = async (): Promise<string[]> =>
     (await rpc.listSnapshots({})).snapshots.filter((s) => /^sanbox-backup-[0-9a-f]{8}-vm1-/.test(s.name)).map((s) => s.name);
