@@ -4,7 +4,7 @@
  * the LUN/snapshot, so a deleted volume fails with NotFoundError and a resized one
  * sees its new size.
  *
- * Concurrency: any number of calls may be in flight. Mutations of overlapping
+ * Concurrency: calls may be in flight in any number. Mutations of overlapping
  * blocks run in arrival order (range lock); every mutation passes the LUN's I/O
  * gate so a (group) snapshot waits for it to finish and holds it entirely or not at all.
  */
