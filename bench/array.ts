@@ -16,13 +16,10 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { NbdClient } from "../src/nbd/client.js";
 import { collect, connectArray } from "../src/rpc/array-client.js";
-import { argValue, bestOf, progress, ROOT, scratch, startNbdkit, timeCommand } from "./harness.js";
+import { argValue, bestOf, progress, scratch, startNbdkit, timeCommand } from "./harness.js";
 import type { BenchResult, BenchRow } from "./report.js";
 import { parseSize } from "../src/size.js";
-
-function sanboxBin(): string {
-  return join(ROOT, "dist", "src", "cli", "main.js");
-}
+import { sanboxBin } from "../src/package-root.js";
 
 interface Daemon {
   rpc: string;

@@ -25,7 +25,7 @@ import { connectArray } from "../src/rpc/array-client.js";
 import { hv1 } from "../src/rpc/hypervisor-proto.js";
 import { connectHypervisor } from "../src/rpc/hypervisor-rpc.js";
 import { parseSize } from "../src/size.js";
-import { startArrayAndHypervisor } from "../src/cli/child-daemons.js";
+import { startArrayAndHypervisor } from "../cli/child-daemons.js";
 import { collectExtents } from "../plugin/backup/array-driver.js";
 import { runBackup } from "../plugin/backup/backup-run.js";
 import { copyExtents } from "../plugin/backup/copy-extents.js";

@@ -8,9 +8,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
+import { sanboxBin } from "../src/package-root.js";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
-export const CLI = join(ROOT, "dist/src/cli/main.js");
+export const CLI = sanboxBin();
 
 export function scratch(name: string): { dir: string; cleanup: () => void } {
   const base = join(ROOT, ".bench-tmp");

@@ -17,39 +17,11 @@
  * when it builds descriptors, so fetch files by symbol, not by their path in
  * proto/.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import type { Server } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-
-const PACKAGE_NAME = "sanbox";
-
-function isSanboxPackage(file: string): boolean {
-  try {
-    const pkg: unknown = JSON.parse(readFileSync(file, "utf8"));
-    return typeof pkg === "object" && pkg !== null && (pkg as Record<string, unknown>).name === PACKAGE_NAME;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The package root, found by walking up from this module. A fixed number of
- * `..` would not do: the sources run from src/rpc/ (vitest) and the build from
- * dist/src/rpc/. Matching the name, not just any package.json, keeps a stray
- * one on the way up from being taken for the root.
- */
-function packageRoot(): string {
-  // Not import.meta.dirname: that needs Node 20.11, and the package supports 20.5.
-  const here = dirname(fileURLToPath(import.meta.url));
-  for (let dir = here; ; dir = dirname(dir)) {
-    const pkg = join(dir, "package.json");
-    if (existsSync(pkg) && isSanboxPackage(pkg)) return dir;
-    if (dirname(dir) === dir) throw new Error(`gRPC reflection: no package.json named "${PACKAGE_NAME}" above ${here}`);
-  }
-}
+import { packageRoot } from "../package-root.js";
 
 /** One parse per .proto and process: the in-process test servers call serve* many times. */
 const cache = new Map<string, ReflectionService>();

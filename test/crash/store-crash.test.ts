@@ -1,5 +1,5 @@
 /**
- * Crash test: a real child process (simulator/array/testing/crash-writer.ts, compiled
+ * Crash test: a real child process (test/crash/crash-writer.ts, compiled
  * here with tsc into node_modules/.cache) writes, trims, flushes, FUA-writes and snapshots; we kill -9 it at a
  * random moment, over and over (55 times), and after each kill reopen the store and check:
  *  - every write acknowledged as durable (FUA, or completed before a FLUSH that
@@ -19,12 +19,12 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ArrayStore } from "../../simulator/array/index.js";
-import { LUN_B, LUN_NAME, LUN_SIZE, SECTOR, sectorContent } from "../../simulator/array/testing/crash-protocol.js";
+import { LUN_B, LUN_NAME, LUN_SIZE, SECTOR, sectorContent } from "./crash-protocol.js";
 
 const ROOT = join(import.meta.dirname, "../..");
 // Compiled privately (not into dist/, which a concurrent `npm run build` may be rewriting);
 // under node_modules so the child resolves lmdb like the store does.
-const CHILD = join(ROOT, "node_modules/.cache/sanbox-crash-writer/simulator/array/testing/crash-writer.js");
+const CHILD = join(ROOT, "node_modules/.cache/sanbox-crash-writer/test/crash/crash-writer.js");
 const KILLS = Number(process.env.SANBOX_CRASH_KILLS ?? 55);
 const REGION = 32 * 1024;
 

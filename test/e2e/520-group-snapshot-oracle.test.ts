@@ -22,8 +22,9 @@ import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
 import { startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
 import { startHypervisor, type HypervisorDaemon } from "../support/hypervisor-daemon.js";
 import { TOOL_ENV, tempDir } from "../support/tools.js";
+import { sanboxBin } from "../../src/package-root.js";
 
-const MAIN = join(import.meta.dirname, "..", "..", "dist", "src", "cli", "main.js");
+const MAIN = sanboxBin();
 
 describe("oracle on array group snapshots of a running VM", () => {
   let tmp: { dir: string; cleanup: () => void };

@@ -2,17 +2,14 @@
  * Start `sanbox array serve` as a user would (a real process on a data
  * directory), run `sanbox` client commands against it, and stop it with SIGTERM.
  */
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { execa } from "execa";
 import { waitForSocket } from "./wait-socket.js";
+import { sanboxBin } from "../../src/package-root.js";
 import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
 import { tempDir, TOOL_ENV } from "./tools.js";
 
-const ROOT = resolve(import.meta.dirname, "..", "..");
-
-export function sanboxBin(): string {
-  return join(ROOT, "dist", "src", "cli", "main.js");
-}
+export { sanboxBin };
 
 export interface ArrayDaemon {
   dir: string;

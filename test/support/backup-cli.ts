@@ -1,15 +1,10 @@
 /**
- * Run `sanbox backup …` / `sanbox restore …` as a user would (dist/src/cli/main.js).
+ * Run `sanbox backup …` / `sanbox restore …` as a user would (package.json bin.sanbox).
  */
-import { join, resolve } from "node:path";
 import { execa, type ResultPromise } from "execa";
+import { sanboxBin } from "../../src/package-root.js";
 import { TOOL_ENV } from "./tools.js";
 
-const ROOT = resolve(import.meta.dirname, "..", "..");
-
-export function backupBin(): string {
-  return join(ROOT, "dist", "src", "cli", "main.js");
-}
 
 export interface CliResult {
   stdout: string;
@@ -18,7 +13,7 @@ export interface CliResult {
 }
 
 export async function sanboxBackup(args: readonly string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const r = await execa("node", [backupBin(), ...args], { env: { ...TOOL_ENV, SANBOX_LOG: "warn", ...env }, reject: false });
+  const r = await execa("node", [sanboxBin(), ...args], { env: { ...TOOL_ENV, SANBOX_LOG: "warn", ...env }, reject: false });
   return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
 }
 
@@ -28,7 +23,7 @@ const spawnOptions = (env: Record<string, string>) => ({ env: { ...TOOL_ENV, SAN
 export type Spawned = ResultPromise<ReturnType<typeof spawnOptions>>;
 
 export function spawnBackup(args: readonly string[], env: Record<string, string> = {}): Spawned {
-  return execa("node", [backupBin(), ...args], spawnOptions(env));
+  return execa("node", [sanboxBin(), ...args], spawnOptions(env));
 }
 
 export function obj(v: unknown): Record<string, unknown> {

@@ -2,16 +2,11 @@
  * Start `sanbox hypervisor serve` as a user would, against a running array
  * daemon, run `sanbox vm …` commands against it, and stop it with SIGTERM.
  */
-import { join, resolve } from "node:path";
 import { execa } from "execa";
+import { sanboxBin } from "../../src/package-root.js";
 import { connectHypervisor, type HypervisorClient } from "../../src/rpc/hypervisor-rpc.js";
 import { TOOL_ENV } from "./tools.js";
 
-const ROOT = resolve(import.meta.dirname, "..", "..");
-
-export function hypervisorBin(): string {
-  return join(ROOT, "dist", "src", "cli", "main.js");
-}
 
 export interface HypervisorDaemon {
   endpoint: string;
@@ -23,7 +18,7 @@ export interface HypervisorDaemon {
 }
 
 export async function startHypervisor(dataDir: string, arrayEndpoint: string): Promise<HypervisorDaemon> {
-  const bin = hypervisorBin();
+  const bin = sanboxBin();
   let err = "";
   const proc = execa("node", [bin, "hypervisor", "serve", "--array", arrayEndpoint, "--data", dataDir], {
     env: { ...TOOL_ENV, SANBOX_LOG: "warn" },

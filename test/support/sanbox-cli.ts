@@ -1,5 +1,5 @@
 /**
- * Runs `sanbox conformance` and `sanbox fault-proxy` as a user would (dist/src/cli/main.js).
+ * Runs `sanbox conformance` and `sanbox fault-proxy` as a user would (package.json bin.sanbox).
  */
 import { execa } from "execa";
 import { sanboxBin } from "./array-daemon.js";

@@ -4,15 +4,16 @@
  * Needs the build in dist/ (`npm test` builds before vitest).
  */
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa, type ResultPromise } from "execa";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { sanboxBin } from "../../../src/package-root.js";
 import { NbdshSession } from "../../support/nbdsh-session.js";
 import { tempDir, tool } from "../../support/tools.js";
 
-const CLI = resolve("dist/src/cli/main.js");
+const CLI = sanboxBin();
 const MiB = 1024 * 1024;
 
 const SERVE_OPTIONS = { reject: false, buffer: { stdout: false, stderr: true }, env: { SANBOX_LOG: "warn" } } as const;

@@ -4,7 +4,7 @@
  * onto nbdkit's filters.
  */
 import { describe, expect, it } from "vitest";
-import { faultProxyOptions, parseErrorOps, parseErrorRate } from "../../../src/cli/fault-proxy-command.js";
+import { faultProxyOptions, parseErrorOps, parseErrorRate } from "../../../cli/fault-proxy-command.js";
 import { faultFrontOptions } from "../../../src/nbdkit/fault-front.js";
 import { sameRanges, uncovered, union } from "../../../plugin/conformance/extents.js";
 import { formatHuman, formatJunit } from "../../../plugin/conformance/report.js";

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { registerDatastore, registerVerifyConsistency } from "../../../src/cli/datastore-commands.js";
+import { registerDatastore, registerVerifyConsistency } from "../../../cli/datastore-commands.js";
 import { FileDevice } from "../../../src/datastore/block-device.js";
 import { Datastore } from "../../../src/datastore/datastore.js";
 import { DatastoreFileDevice } from "../../../src/datastore/file-device.js";

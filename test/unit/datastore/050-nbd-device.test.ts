@@ -6,7 +6,7 @@ import { NbdDevice } from "../../../src/datastore/block-device.js";
 import { Datastore } from "../../../src/datastore/datastore.js";
 import { fsck } from "../../../src/datastore/fsck.js";
 import { openBlockDevice } from "../../../src/datastore/open-device.js";
-import { registerDatastore } from "../../../src/cli/datastore-commands.js";
+import { registerDatastore } from "../../../cli/datastore-commands.js";
 import { NbdClient } from "../../../src/nbd/client.js";
 import { startServer, type RunningServer } from "../../support/nbd-server.js";
 

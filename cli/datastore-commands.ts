@@ -8,15 +8,15 @@
  */
 import { open, stat } from "node:fs/promises";
 import type { Command } from "commander";
-import { InvalidArgumentError } from "../errors.js";
-import type { BlockDevice } from "../datastore/block-device.js";
-import { Datastore, type DirEntry } from "../datastore/datastore.js";
-import { DatastoreFileDevice } from "../datastore/file-device.js";
-import { fsck } from "../datastore/fsck.js";
-import { openBlockDevice } from "../datastore/open-device.js";
-import { readVm } from "../datastore/vm-files.js";
-import { describeViolation, verifyConsistency, type NamedImage } from "../oracle/verify.js";
-import { formatSize, parseSize } from "../size.js";
+import { InvalidArgumentError } from "../src/errors.js";
+import type { BlockDevice } from "../src/datastore/block-device.js";
+import { Datastore, type DirEntry } from "../src/datastore/datastore.js";
+import { DatastoreFileDevice } from "../src/datastore/file-device.js";
+import { fsck } from "../src/datastore/fsck.js";
+import { openBlockDevice } from "../src/datastore/open-device.js";
+import { readVm } from "../src/datastore/vm-files.js";
+import { describeViolation, verifyConsistency, type NamedImage } from "../src/oracle/verify.js";
+import { formatSize, parseSize } from "../src/size.js";
 
 interface JsonOpt {
   json?: boolean;

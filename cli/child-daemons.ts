@@ -3,14 +3,11 @@
  * the array (`array serve`) and the hypervisor (`hypervisor serve`), from the
  * same `sanbox` entry point. Waits for the "rpc ENDPOINT" line on stdout.
  */
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
+import { sanboxBin } from "../src/package-root.js";
 
-// Not import.meta.dirname: that needs Node 20.11, and the package supports 20.5.
-const CLI_DIR = dirname(fileURLToPath(import.meta.url));
-
-const SANBOX_MAIN = join(CLI_DIR, "main.js");
+const SANBOX_MAIN = sanboxBin();
 
 const daemonOptions = { reject: false, buffer: false, stdout: "pipe", stderr: "pipe", env: { SANBOX_LOG: "warn" } } as const;
 export type ChildDaemon = ResultPromise<typeof daemonOptions>;

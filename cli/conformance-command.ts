@@ -8,9 +8,9 @@
 import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { Command, InvalidArgumentError as CommanderArgError } from "commander";
-import { InvalidArgumentError } from "../errors.js";
-import { formatHuman, formatJson, formatJunit, runConformance, type ConformanceConfig } from "../../plugin/conformance/index.js";
-import { createLogger } from "../log.js";
+import { InvalidArgumentError } from "../src/errors.js";
+import { formatHuman, formatJson, formatJunit, runConformance, type ConformanceConfig } from "../plugin/conformance/index.js";
+import { createLogger } from "../src/log.js";
 import { defaultEndpoint } from "./array-paths.js";
 import { EXIT } from "./run.js";
 

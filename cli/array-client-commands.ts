@@ -4,7 +4,7 @@
  * names) through the typed client in src/rpc. The endpoint is --endpoint, else
  * $SANBOX_ENDPOINT, else the local daemon's socket; $SANBOX_TOKEN is sent as a
  * bearer token. Human tables by default, `--json` for machine output; errors are
- * one line `sanbox: REASON: message` with a non-zero exit (src/cli/run.ts).
+ * one line `sanbox: REASON: message` with a non-zero exit (cli/run.ts).
  *
  * Arguments name LUNs and snapshots by name or by id.
  */
@@ -12,13 +12,13 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { Command } from "commander";
-import { InvalidArgumentError, NotFoundError, SanboxError } from "../errors.js";
-import { parsePskFile } from "../nbd/tls-psk.js";
-import { connectArray, collect, type ArrayClient } from "../rpc/array-client.js";
-import { resumableExtents } from "../rpc/block-stream.js";
-import type { Decoded } from "../rpc/methods.js";
-import { v1 } from "../rpc/proto.js";
-import { formatSize, parseSize } from "../size.js";
+import { InvalidArgumentError, NotFoundError, SanboxError } from "../src/errors.js";
+import { parsePskFile } from "../src/nbd/tls-psk.js";
+import { connectArray, collect, type ArrayClient } from "../src/rpc/array-client.js";
+import { resumableExtents } from "../src/rpc/block-stream.js";
+import type { Decoded } from "../src/rpc/methods.js";
+import { v1 } from "../src/rpc/proto.js";
+import { formatSize, parseSize } from "../src/size.js";
 import { defaultEndpoint } from "./array-paths.js";
 import { formatTable } from "./table.js";
 

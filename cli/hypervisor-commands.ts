@@ -14,47 +14,28 @@
  * hypervisor through --endpoint, else $SANBOX_HYPERVISOR_ENDPOINT, else the
  * local daemon's socket ($SANBOX_HYPERVISOR_TOKEN is the bearer token when the
  * daemon runs with --token-file). Human tables by default, `--json` for data; logs and
- * errors on stderr (src/cli/run.ts).
+ * errors on stderr (cli/run.ts).
  */
-import { mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { homedir } from "node:os";
-import { join, resolve } from "node:path";
-import { lockDirectory } from "../pid-lock.js";
 import { waitForStopSignal } from "./run.js";
 import type { Command } from "commander";
-import { InvalidArgumentError, errorMessage } from "../errors.js";
-import { createLogger } from "../log.js";
-import { connectArray } from "../rpc/array-client.js";
-import { parseTokenFile } from "../rpc/auth.js";
-import { formatEndpoint, parseEndpoint, type RpcEndpoint } from "../rpc/endpoint.js";
-import { hv1 } from "../rpc/hypervisor-proto.js";
-import { connectHypervisor, serveHypervisor, type HypervisorClient } from "../rpc/hypervisor-rpc.js";
-import type { Decoded } from "../rpc/methods.js";
-import { formatSize, parseSize } from "../size.js";
-import { ArrayLink, Hypervisor, hypervisorService } from "../../simulator/hypervisor/index.js";
+import { InvalidArgumentError, errorMessage } from "../src/errors.js";
+import { createLogger } from "../src/log.js";
+import { parseTokenFile } from "../src/rpc/auth.js";
+import { formatEndpoint, parseEndpoint } from "../src/rpc/endpoint.js";
+import { hv1 } from "../src/rpc/hypervisor-proto.js";
+import { connectHypervisor, type HypervisorClient } from "../src/rpc/hypervisor-rpc.js";
+import type { Decoded } from "../src/rpc/methods.js";
+import { formatSize, parseSize } from "../src/size.js";
+import { defaultHypervisorDataDir, hypervisorSocketPath, startHypervisorDaemon } from "../simulator/hypervisor/daemon.js";
 import { defaultEndpoint as defaultArrayEndpoint } from "./array-paths.js";
 import { formatTable } from "./table.js";
 
 // ------------------------------------------------------------------ paths
 
-export function defaultHypervisorDataDir(): string {
-  const env = process.env.SANBOX_HYPERVISOR_HOME;
-  return env !== undefined && env !== "" ? env : join(homedir(), ".local", "share", "sanbox", "hypervisor");
-}
-
-export function hypervisorSocketPath(dataDir: string): string {
-  return join(dataDir, "hypervisor.sock");
-}
-
 function defaultHypervisorEndpoint(): string {
   const env = process.env.SANBOX_HYPERVISOR_ENDPOINT;
   return env !== undefined && env !== "" ? env : `unix:${hypervisorSocketPath(defaultHypervisorDataDir())}`;
-}
-
-function envToken(): { token: string } | Record<string, never> {
-  const t = process.env.SANBOX_TOKEN;
-  return t !== undefined && t !== "" ? { token: t } : {};
 }
 
 // ------------------------------------------------------------------ serve
@@ -76,19 +57,15 @@ export function registerHypervisor(program: Command): Command {
     .option("--data <dir>", "state directory (default: $SANBOX_HYPERVISOR_HOME or ~/.local/share/sanbox/hypervisor)")
     .option("--token-file <file>", "require this bearer token (first line of the file) on every call; clients send $SANBOX_HYPERVISOR_TOKEN")
     .option("--insecure", "allow plaintext gRPC over TCP")
-    .action(async (o: ServeOptions) => serve(o));
+    .action(async (options: ServeOptions) => serve(options));
   return hv;
 }
 
-async function serve(o: ServeOptions): Promise<void> {
+async function serve(options: ServeOptions): Promise<void> {
   const log = createLogger("hypervisor");
-  const dir = resolve(o.data ?? defaultHypervisorDataDir());
-  mkdirSync(dir, { recursive: true });
-  const ep: RpcEndpoint = o.rpc !== undefined ? parseEndpoint(o.rpc) : { kind: "unix", path: hypervisorSocketPath(dir) };
-  if (ep.kind === "tcp" && o.insecure !== true) throw new InvalidArgumentError("gRPC over TCP needs --insecure (the hypervisor serves no TLS)");
   let token: string | undefined;
-  if (o.tokenFile !== undefined) {
-    const file = o.tokenFile;
+  if (options.tokenFile !== undefined) {
+    const file = options.tokenFile;
     token = parseTokenFile(
       await readFile(file, "utf8").catch((e: unknown) => {
         throw new InvalidArgumentError(`cannot read token file ${file}: ${errorMessage(e)}`);
@@ -96,27 +73,20 @@ async function serve(o: ServeOptions): Promise<void> {
     );
     if (token === undefined) throw new InvalidArgumentError(`token file ${file} is empty`);
   }
-  const unlock = await lockDirectory(dir, "hypervisor");
-  const link = new ArrayLink(connectArray({ endpoint: o.array ?? defaultArrayEndpoint(), ...envToken() }));
-  let hv: Hypervisor | undefined;
-  let rpc: Awaited<ReturnType<typeof serveHypervisor>> | undefined;
-  try {
-    await link.array.getArrayInfo({}, { timeoutMs: 10_000 });
-    hv = await Hypervisor.start(link, dir, log);
-    rpc = await serveHypervisor(hypervisorService(hv), { endpoint: ep, insecure: o.insecure === true, log: log.child("rpc"), ...(token !== undefined ? { token } : {}) });
-  } catch (e: unknown) {
-    await hv?.close();
-    link.close();
-    await unlock();
-    throw e;
-  }
-  process.stdout.write(`rpc ${formatEndpoint(rpc.endpoint)}\n`);
-  log.info(`serving ${dir}: rpc ${formatEndpoint(rpc.endpoint)}, array ${formatEndpoint(link.array.endpoint)}`);
+  const arrayToken = process.env.SANBOX_TOKEN;
+  const daemon = await startHypervisorDaemon({
+    dataDir: options.data ?? defaultHypervisorDataDir(),
+    array: options.array ?? defaultArrayEndpoint(),
+    insecure: options.insecure === true,
+    log,
+    ...(options.rpc !== undefined ? { rpc: parseEndpoint(options.rpc) } : {}),
+    ...(token !== undefined ? { token } : {}),
+    ...(arrayToken !== undefined && arrayToken !== "" ? { arrayToken } : {}),
+  });
+  process.stdout.write(`rpc ${formatEndpoint(daemon.rpc)}\n`);
+  log.info(`serving ${daemon.dataDir}: rpc ${formatEndpoint(daemon.rpc)}, array ${formatEndpoint(daemon.array)}`);
   await waitForStopSignal(log);
-  await rpc.close();
-  await hv.close();
-  link.close();
-  await unlock();
+  await daemon.close();
   log.info("stopped");
 }
 

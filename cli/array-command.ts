@@ -10,9 +10,9 @@
  * Later issues add `array serve` to the same `array` group.
  */
 import type { Command } from "commander";
-import { CorruptError } from "../errors.js";
-import { ArrayStore } from "../../simulator/array/index.js";
-import { formatSize } from "../size.js";
+import { CorruptError } from "../src/errors.js";
+import { ArrayStore } from "../simulator/array/index.js";
+import { formatSize } from "../src/size.js";
 
 export function registerArray(program: Command): Command {
   const array = program.command("array").description("the simulated SAN array");

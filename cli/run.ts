@@ -2,8 +2,8 @@
  * Shared CLI plumbing: exit codes and the one-line error report.
  */
 import type { Command } from "commander";
-import { SanboxError } from "../errors.js";
-import type { Logger } from "../log.js";
+import { SanboxError } from "../src/errors.js";
+import type { Logger } from "../src/log.js";
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, TOOL_MISSING: 3 } as const;
 

@@ -16,12 +16,12 @@
  */
 import type { Command } from "commander";
 import { InvalidArgumentError as CommanderArgError } from "commander";
-import { InvalidArgumentError, ToolFailedError, errorMessage } from "../errors.js";
-import { createLogger } from "../log.js";
-import { toNbdUri } from "../nbd/uri.js";
-import { startFaultFront, type FaultFrontOptions, type FaultOp } from "../nbdkit/fault-front.js";
-import { Nbdkit, type NbdkitExit } from "../nbdkit/nbdkit.js";
-import { parseSize } from "../size.js";
+import { InvalidArgumentError, ToolFailedError, errorMessage } from "../src/errors.js";
+import { createLogger } from "../src/log.js";
+import { toNbdUri } from "../src/nbd/uri.js";
+import { startFaultFront, type FaultFrontOptions, type FaultOp } from "../src/nbdkit/fault-front.js";
+import { Nbdkit, type NbdkitExit } from "../src/nbdkit/nbdkit.js";
+import { parseSize } from "../src/size.js";
 
 /** Exit code when nbdkit died by itself (not a failure of sanbox's code). */
 export const EXIT_NBDKIT_DIED = 4;

@@ -10,7 +10,7 @@
  * A sector's 512 bytes are a pure function of (run, seq, sector), or zeros (trim).
  */
 import { createHash } from "node:crypto";
-import { ArrayStore } from "../array-store.js";
+import { ArrayStore } from "../../simulator/array/array-store.js";
 import { LUN_B, LUN_BLOCK, LUN_NAME, LUN_SIZE, SECTOR, WORKERS, sectorContent } from "./crash-protocol.js";
 
 function rng(seed: number): () => number {

@@ -17,10 +17,11 @@ import { registerDemo } from "./demo-command.js";
 import { registerFaultProxy } from "./fault-proxy-command.js";
 import { registerHypervisor, registerVm } from "./hypervisor-commands.js";
 import { runMain } from "./run.js";
+import { packageInfo } from "../src/package-root.js";
 
 const program = new Command("sanbox")
   .description("SAN array simulator and time-consistent VM backup plugin")
-  .version("0.1.0")
+  .version(packageInfo().version)
   .showHelpAfterError()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 

@@ -7,13 +7,13 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
-import { ToolMissingError } from "../errors.js";
-import { silentLogger } from "../log.js";
-import { MemoryBackend } from "../nbd/backends/memory-backend.js";
-import { NbdClient } from "../nbd/client.js";
-import { NbdServer } from "../nbd/server.js";
-import { SingleExportProvider } from "../nbd/single-export.js";
-import { formatNbdUri } from "../nbd/uri.js";
+import { ToolMissingError } from "../src/errors.js";
+import { silentLogger } from "../src/log.js";
+import { MemoryBackend } from "../src/nbd/backends/memory-backend.js";
+import { NbdClient } from "../src/nbd/client.js";
+import { NbdServer } from "../src/nbd/server.js";
+import { SingleExportProvider } from "../src/nbd/single-export.js";
+import { formatNbdUri } from "../src/nbd/uri.js";
 
 const TOOL_PACKAGES: Record<string, string> = { nbdinfo: "libnbd-bin", nbdcopy: "libnbd-bin" };
 

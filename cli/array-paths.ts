@@ -6,18 +6,11 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { rpcSocketPath } from "../simulator/array/daemon.js";
 
 export function defaultDataDir(): string {
   const env = process.env.SANBOX_HOME;
   return env !== undefined && env !== "" ? env : join(homedir(), ".local", "share", "sanbox", "array");
-}
-
-export function rpcSocketPath(dataDir: string): string {
-  return join(dataDir, "rpc.sock");
-}
-
-export function nbdSocketPath(dataDir: string): string {
-  return join(dataDir, "nbd.sock");
 }
 
 /** The control endpoint a client uses by default: --endpoint, $SANBOX_ENDPOINT, else the local daemon. */

@@ -6,17 +6,17 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command, Option } from "commander";
-import { InvalidArgumentError } from "../errors.js";
-import { createLogger } from "../log.js";
-import type { NbdBackend } from "../nbd/backend.js";
-import { FileBackend } from "../nbd/backends/file-backend.js";
-import { MemoryBackend } from "../nbd/backends/memory-backend.js";
-import { NbdServer } from "../nbd/server.js";
-import type { TlsMode } from "../nbd/server-options.js";
-import { SingleExportProvider } from "../nbd/single-export.js";
-import { loadPskFile, type PskTable } from "../nbd/tls-psk.js";
-import { formatNbdUri } from "../nbd/uri.js";
-import { parseSize } from "../size.js";
+import { InvalidArgumentError } from "../src/errors.js";
+import { createLogger } from "../src/log.js";
+import type { NbdBackend } from "../src/nbd/backend.js";
+import { FileBackend } from "../src/nbd/backends/file-backend.js";
+import { MemoryBackend } from "../src/nbd/backends/memory-backend.js";
+import { NbdServer } from "../src/nbd/server.js";
+import type { TlsMode } from "../src/nbd/server-options.js";
+import { SingleExportProvider } from "../src/nbd/single-export.js";
+import { loadPskFile, type PskTable } from "../src/nbd/tls-psk.js";
+import { formatNbdUri } from "../src/nbd/uri.js";
+import { parseSize } from "../src/size.js";
 import { waitForStopSignal } from "./run.js";
 
 interface ServeOptions {

@@ -1,0 +1,88 @@
+/**
+ * `sanbox array serve`: the array daemon. Opens the block store and the control
+ * catalogue in the data directory, serves ArrayService over gRPC and every LUN
+ * and snapshot over NBD, and prints its endpoints on stdout, one per line:
+ *
+ *   rpc unix:/…/rpc.sock
+ *   nbd nbd+unix:///?socket=/…/nbd.sock
+ *
+ * Logs go to stderr. SIGTERM/SIGINT drain: both servers stop accepting, NBD
+ * connections finish their in-flight commands, then the store is flushed and
+ * closed. Everything (LUNs, snapshots, hosts, mappings, exports) is on disk, so
+ * a restart on the same directory picks up where it left off.
+ *
+ * This file is flags and output only; the daemon's assembly and transport
+ * policy are simulator/array/daemon.ts. --token-file also applies on the Unix socket.
+ */
+import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import { InvalidArgumentError, errorMessage } from "../src/errors.js";
+import { createLogger } from "../src/log.js";
+import { NBD_DEFAULT_PORT } from "../src/nbd/constants.js";
+import { parseTokenFile } from "../src/rpc/auth.js";
+import { formatEndpoint, parseEndpoint, type RpcEndpoint } from "../src/rpc/endpoint.js";
+import { startArrayDaemon } from "../simulator/array/daemon.js";
+import { defaultDataDir } from "./array-paths.js";
+import { waitForStopSignal } from "./run.js";
+
+interface ServeOptions {
+  data?: string;
+  rpc?: string;
+  nbd?: string;
+  tokenFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  insecure?: boolean;
+  capacity?: string;
+}
+
+export function registerArrayServe(array: Command): void {
+  array
+    .command("serve")
+    .description("run the array daemon: gRPC ArrayService + NBD exports of every LUN and snapshot; prints endpoints on stdout")
+    .option("--data <dir>", "data directory (default: $SANBOX_HOME or ~/.local/share/sanbox/array)")
+    .option("--rpc <endpoint>", "control endpoint: unix:PATH or HOST:PORT (default: unix:DATA/rpc.sock)")
+    .option("--nbd <endpoint>", `NBD endpoint: unix:PATH or HOST:PORT (default: unix:DATA/nbd.sock; TCP port default ${NBD_DEFAULT_PORT})`)
+    .option("--token-file <file>", "require this bearer token (first line of the file) on every gRPC call")
+    .option("--tls-cert <file>", "PEM certificate chain for gRPC over TCP")
+    .option("--tls-key <file>", "PEM private key for --tls-cert")
+    .option("--insecure", "allow plaintext gRPC over TCP and NBD over TCP without TLS")
+    .action(async (o: ServeOptions) => serve(o));
+}
+
+function nbdEndpoint(text: string): RpcEndpoint {
+  if (text.startsWith("unix:")) return parseEndpoint(text);
+  if (/^[^:]+$/.test(text)) return { kind: "tcp", host: text, port: NBD_DEFAULT_PORT, tls: false };
+  return parseEndpoint(text);
+}
+
+async function serve(o: ServeOptions): Promise<void> {
+  const log = createLogger("array");
+  const dataDir = resolve(o.data ?? defaultDataDir());
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new InvalidArgumentError("give both --tls-cert and --tls-key");
+  const read = (what: string, f: string): Promise<Buffer> =>
+    readFile(f).catch((e: unknown) => {
+      throw new InvalidArgumentError(`cannot read ${what} ${f}: ${errorMessage(e)}`);
+    });
+  const tls = o.tlsCert !== undefined && o.tlsKey !== undefined ? { cert: await read("certificate", o.tlsCert), key: await read("key", o.tlsKey) } : undefined;
+  let token: string | undefined;
+  if (o.tokenFile !== undefined) {
+    token = parseTokenFile((await read("token file", o.tokenFile)).toString("utf8"));
+    if (token === undefined) throw new InvalidArgumentError(`token file ${o.tokenFile} is empty`);
+  }
+  const daemon = await startArrayDaemon({
+    dataDir,
+    log,
+    insecure: o.insecure ?? false,
+    ...(o.rpc !== undefined ? { rpc: parseEndpoint(o.rpc) } : {}),
+    ...(o.nbd !== undefined ? { nbd: nbdEndpoint(o.nbd) } : {}),
+    ...(token !== undefined ? { token } : {}),
+    ...(tls !== undefined ? { tls } : {}),
+  });
+  process.stdout.write(`rpc ${formatEndpoint(daemon.rpc)}\nnbd ${daemon.nbd}\n`);
+  log.info(`serving ${dataDir}: rpc ${formatEndpoint(daemon.rpc)}${token !== undefined ? " (bearer token)" : ""}, nbd ${daemon.nbd} (tls ${daemon.nbdTls})`);
+  await waitForStopSignal(log);
+  await daemon.close();
+  log.info("stopped");
+}
