@@ -10,7 +10,7 @@
  * a short count is an error. `seconds` (wall) and `cpuSeconds` (this process,
  * user + system) span connect, with the TLS handshake, to close; not Node's start-up.
  */
-import { NbdClientPool } from "../src/nbd/client.js";
+import { NbdClientPool } from "../src/nbd/client-pool.js";
 import { parseSize } from "../src/size.js";
 
 const REQUEST = 1024 * 1024;

@@ -6,7 +6,7 @@
  */
 import type { BlockDevice } from "../../src/datastore/block-device.js";
 import { ReadOnlyError, SanboxError } from "../../src/errors.js";
-import { NbdClientPool } from "../../src/nbd/client.js";
+import { NbdClientPool } from "../../src/nbd/client-pool.js";
 import type { Logger } from "../../src/log.js";
 import { isRetryableRead, withRetry } from "./retry.js";
 

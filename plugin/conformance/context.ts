@@ -11,8 +11,10 @@ import type { ArrayClient } from "../../src/rpc/array-client.js";
 import type { Decoded } from "../../src/rpc/methods.js";
 import type { v1 } from "../../src/rpc/proto.js";
 import { SkipCheck } from "./assert.js";
-import type { Capability } from "./registry.js";
 import type { ResourceTracker } from "./tracker.js";
+
+/** The capabilities of ArrayInfo a check can depend on. */
+export type Capability = "groupSnapshots" | "cbt" | "revert" | "clone" | "resize" | "cbtFromDeletedBase" | "cbtLiveTarget" | "nbdDirtyBitmaps" | "lunMasking";
 
 export type ArrayInfo = Decoded<v1.IArrayInfo>;
 export type Lun = Decoded<v1.ILun>;

@@ -11,10 +11,9 @@
  * export does not advertise the NBD feature). Check ids are `<area>.<name>`;
  * `--only PATTERN` matches them.
  */
-import type { CheckContext } from "./context.js";
+import type { Capability, CheckContext } from "./context.js";
 
-/** The capabilities of ArrayInfo a check can depend on. */
-export type Capability = "groupSnapshots" | "cbt" | "revert" | "clone" | "resize" | "cbtFromDeletedBase" | "cbtLiveTarget" | "nbdDirtyBitmaps" | "lunMasking";
+export type { Capability } from "./context.js";
 
 /** Where an area runs: "array" needs an ArrayService endpoint; "nbd" also runs against any NBD URI (--nbd-only). */
 export type AreaMode = "array" | "nbd";

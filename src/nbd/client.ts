@@ -51,7 +51,6 @@ import {
 import { clientTlsOptions, loadPskFile } from "./tls-psk.js";
 import { formatNbdUri, toNbdUri, type NbdTransport, type NbdUri } from "./uri.js";
 
-export { NbdClientPool } from "./client-pool.js";
 
 export interface ClientOptions {
   metaContexts?: string[];

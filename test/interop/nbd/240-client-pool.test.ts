@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { NbdClientPool } from "../../../src/nbd/client.js";
+import { NbdClientPool } from "../../../src/nbd/client-pool.js";
 import { Nbdkit } from "../../../src/nbdkit/nbdkit.js";
 import { requireTool } from "../../support/tools.js";
 
