@@ -7,7 +7,7 @@
  * maps/wset agreement, one entry per block between readers, catalogue links, every
  * snapshot readable) and exits 0 when clean, 1 when not. Run it on a stopped array:
  * opening the store also performs recovery (incomplete group snapshots are removed).
- * Later issues add `array serve` to the same `array` group.
+ * `array serve` (cli/array-serve.ts) joins the same group.
  */
 import type { Command } from "commander";
 import { CorruptError } from "../src/errors.js";
