@@ -48,7 +48,7 @@ export function registerArrayServe(array: Command): void {
     .option("--tls-cert <file>", "PEM certificate chain for gRPC over TCP")
     .option("--tls-key <file>", "PEM private key for --tls-cert")
     .option("--insecure", "allow plaintext gRPC over TCP and NBD over TCP without TLS")
-    .action(async (o: ServeOptions) => serve(o));
+    .action(async (options: ServeOptions) => serve(options));
 }
 
 function nbdEndpoint(text: string): RpcEndpoint {
@@ -57,26 +57,26 @@ function nbdEndpoint(text: string): RpcEndpoint {
   return parseEndpoint(text);
 }
 
-async function serve(o: ServeOptions): Promise<void> {
+async function serve(options: ServeOptions): Promise<void> {
   const log = createLogger("array");
-  const dataDir = resolve(o.data ?? defaultDataDir());
-  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new InvalidArgumentError("give both --tls-cert and --tls-key");
+  const dataDir = resolve(options.data ?? defaultDataDir());
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new InvalidArgumentError("give both --tls-cert and --tls-key");
   const read = (what: string, f: string): Promise<Buffer> =>
     readFile(f).catch((e: unknown) => {
       throw new InvalidArgumentError(`cannot read ${what} ${f}: ${errorMessage(e)}`);
     });
-  const tls = o.tlsCert !== undefined && o.tlsKey !== undefined ? { cert: await read("certificate", o.tlsCert), key: await read("key", o.tlsKey) } : undefined;
+  const tls = options.tlsCert !== undefined && options.tlsKey !== undefined ? { cert: await read("certificate", options.tlsCert), key: await read("key", options.tlsKey) } : undefined;
   let token: string | undefined;
-  if (o.tokenFile !== undefined) {
-    token = parseTokenFile((await read("token file", o.tokenFile)).toString("utf8"));
-    if (token === undefined) throw new InvalidArgumentError(`token file ${o.tokenFile} is empty`);
+  if (options.tokenFile !== undefined) {
+    token = parseTokenFile((await read("token file", options.tokenFile)).toString("utf8"));
+    if (token === undefined) throw new InvalidArgumentError(`token file ${options.tokenFile} is empty`);
   }
   const daemon = await startArrayDaemon({
     dataDir,
     log,
-    insecure: o.insecure ?? false,
-    ...(o.rpc !== undefined ? { rpc: parseEndpoint(o.rpc) } : {}),
-    ...(o.nbd !== undefined ? { nbd: nbdEndpoint(o.nbd) } : {}),
+    insecure: options.insecure ?? false,
+    ...(options.rpc !== undefined ? { rpc: parseEndpoint(options.rpc) } : {}),
+    ...(options.nbd !== undefined ? { nbd: nbdEndpoint(options.nbd) } : {}),
     ...(token !== undefined ? { token } : {}),
     ...(tls !== undefined ? { tls } : {}),
   });

@@ -51,10 +51,10 @@ Examples:
   sanbox conformance --endpoint tls:array.example:8443 --token "$TOKEN" --only '^cbt\\.'
   nbdkit -U /tmp/m.sock memory 64M &  sanbox conformance --nbd-only 'nbd+unix:///?socket=/tmp/m.sock'`,
     )
-    .action(async (o: ConformanceOptions) => {
+    .action(async (options: ConformanceOptions) => {
       const log = createLogger("conformance");
-      const token = o.token ?? (process.env.SANBOX_TOKEN !== undefined && process.env.SANBOX_TOKEN !== "" ? process.env.SANBOX_TOKEN : undefined);
-      const caFile = o.ca ?? (process.env.SANBOX_CA !== undefined && process.env.SANBOX_CA !== "" ? process.env.SANBOX_CA : undefined);
+      const token = options.token ?? (process.env.SANBOX_TOKEN !== undefined && process.env.SANBOX_TOKEN !== "" ? process.env.SANBOX_TOKEN : undefined);
+      const caFile = options.ca ?? (process.env.SANBOX_CA !== undefined && process.env.SANBOX_CA !== "" ? process.env.SANBOX_CA : undefined);
       let ca: Buffer | undefined;
       if (caFile !== undefined) {
         try {
@@ -63,19 +63,19 @@ Examples:
           throw new InvalidArgumentError(`cannot read CA file ${caFile}: ${e instanceof Error ? e.message : String(e)}`);
         }
       }
-      if (o.nbdOnly !== undefined && o.endpoint !== undefined) throw new InvalidArgumentError("give either --endpoint or --nbd-only, not both");
+      if (options.nbdOnly !== undefined && options.endpoint !== undefined) throw new InvalidArgumentError("give either --endpoint or --nbd-only, not both");
       const config: ConformanceConfig = {
-        idempotentCount: o.idempotentCount,
+        idempotentCount: options.idempotentCount,
         log: (line) => log.info(line),
-        ...(o.nbdOnly !== undefined ? { nbdOnlyUri: o.nbdOnly } : { endpoint: o.endpoint ?? defaultEndpoint() }),
+        ...(options.nbdOnly !== undefined ? { nbdOnlyUri: options.nbdOnly } : { endpoint: options.endpoint ?? defaultEndpoint() }),
         ...(token !== undefined ? { token } : {}),
         ...(ca !== undefined ? { ca } : {}),
-        ...(o.only !== undefined ? { only: o.only } : {}),
+        ...(options.only !== undefined ? { only: options.only } : {}),
       };
       const report = await runConformance(config);
-      if (o.junit !== undefined) await writeFile(o.junit, formatJunit(report));
-      process.stdout.write(o.json === true ? formatJson(report) : formatHuman(report));
-      if (report.results.length === 0) log.warn(`no check matched --only ${o.only ?? ""}`);
+      if (options.junit !== undefined) await writeFile(options.junit, formatJunit(report));
+      process.stdout.write(options.json === true ? formatJson(report) : formatHuman(report));
+      if (report.results.length === 0) log.warn(`no check matched --only ${options.only ?? ""}`);
       process.exitCode = report.failed > 0 ? EXIT.FAILED : EXIT.OK;
     });
 }

@@ -63,12 +63,12 @@ export function registerDatastore(program: Command): void {
     .option("--label <text>", "volume label", "")
     .option("--size <size>", "local file: create or extend it to this size first")
     .option("--json", "print the result as JSON")
-    .action(async (target: string, o: JsonOpt & { blockSize: string; label: string; size?: string }) => {
-      const size = o.size !== undefined ? parseSize(o.size) : undefined;
+    .action(async (target: string, options: JsonOpt & { blockSize: string; label: string; size?: string }) => {
+      const size = options.size !== undefined ? parseSize(options.size) : undefined;
       await withDevice(target, { create: size !== undefined, ...(size !== undefined ? { size } : {}) }, async (dev) => {
-        const fs = await Datastore.format(dev, { blockSize: parseSize(o.blockSize), label: o.label });
+        const fs = await Datastore.format(dev, { blockSize: parseSize(options.blockSize), label: options.label });
         const u = fs.usage();
-        print(o.json, { uuid: fs.uuid, label: fs.label, blockSize: fs.blockSize, blocks: u.blocks, free: u.free, generation: fs.generation }, () => `formatted ${target}: ${u.blocks} blocks of ${formatSize(fs.blockSize)} (${formatSize(u.free * fs.blockSize)} free), uuid ${fs.uuid}\n`);
+        print(options.json, { uuid: fs.uuid, label: fs.label, blockSize: fs.blockSize, blocks: u.blocks, free: u.free, generation: fs.generation }, () => `formatted ${target}: ${u.blocks} blocks of ${formatSize(fs.blockSize)} (${formatSize(u.free * fs.blockSize)} free), uuid ${fs.uuid}\n`);
       });
     });
 
@@ -76,10 +76,10 @@ export function registerDatastore(program: Command): void {
     .description("check the committed file system; exits 1 when it is damaged")
     .argument("<target>", "NBD URI or local file")
     .option("--json", "print the report as JSON")
-    .action(async (target: string, o: JsonOpt) => {
+    .action(async (target: string, options: JsonOpt) => {
       await withDevice(target, { readOnly: true }, async (dev) => {
         const r = await fsck(dev);
-        print(o.json, r, () =>
+        print(options.json, r, () =>
           [`generation ${r.generation}: ${r.files} files, ${r.directories} directories, ${r.usedBlocks}/${r.blockCount} blocks used`, ...r.notes.map((n) => `note: ${n}`), ...r.errors.map((e) => `error: ${e}`), r.ok ? "clean" : "DAMAGED"].join("\n") + "\n",
         );
         if (!r.ok) process.exitCode = 1;
@@ -92,11 +92,11 @@ export function registerDatastore(program: Command): void {
     .argument("[path]", "directory or file", "/")
     .option("-R, --recursive", "list everything below the path")
     .option("--json", "print entries as JSON")
-    .action(async (target: string, path: string, o: JsonOpt & { recursive?: boolean }) => {
+    .action(async (target: string, path: string, options: JsonOpt & { recursive?: boolean }) => {
       await withDatastore(target, true, async (fs) => {
         const st = await fs.stat(path);
-        const entries = st.kind === "file" ? [st] : o.recursive === true ? await fs.walk(path) : await fs.list(path);
-        print(o.json, entries, () => entries.map(entryLine).join(""));
+        const entries = st.kind === "file" ? [st] : options.recursive === true ? await fs.walk(path) : await fs.list(path);
+        print(options.json, entries, () => entries.map(entryLine).join(""));
       });
     });
 
@@ -105,11 +105,11 @@ export function registerDatastore(program: Command): void {
     .argument("<target>", "NBD URI or local file")
     .argument("<path>", "file on the datastore")
     .option("--json", "print the extent map as JSON")
-    .action(async (target: string, path: string, o: JsonOpt) => {
+    .action(async (target: string, path: string, options: JsonOpt) => {
       await withDatastore(target, true, async (fs) => {
         const st = await fs.stat(path);
         const map = await fs.extentMap(path);
-        print(o.json, { path: st.path, size: st.size, blockSize: fs.blockSize, extents: map }, () =>
+        print(options.json, { path: st.path, size: st.size, blockSize: fs.blockSize, extents: map }, () =>
           [`${st.path}: ${st.size} bytes, ${map.length} extents`, `${"FILE OFFSET".padStart(16)} ${"LUN OFFSET".padStart(16)} ${"LENGTH".padStart(16)}`, ...map.map((x) => `${String(x.fileOffset).padStart(16)} ${String(x.lunOffset).padStart(16)} ${String(x.length).padStart(16)}`)].join("\n") + "\n",
         );
       });
@@ -121,7 +121,7 @@ export function registerDatastore(program: Command): void {
     .argument("<local>", "local source file")
     .argument("<path>", "destination on the datastore (replaced if it exists)")
     .option("--json", "print the result as JSON")
-    .action(async (target: string, local: string, path: string, o: JsonOpt) => {
+    .action(async (target: string, local: string, path: string, options: JsonOpt) => {
       await withDatastore(target, false, async (fs) => {
         const size = (await stat(local)).size;
         const fh = await open(local, "r");
@@ -145,7 +145,7 @@ export function registerDatastore(program: Command): void {
         } finally {
           await fh.close();
         }
-        print(o.json, { path, size, written }, () => `copied ${local} to ${path}: ${size} bytes (${written} non-zero)\n`);
+        print(options.json, { path, size, written }, () => `copied ${local} to ${path}: ${size} bytes (${written} non-zero)\n`);
       });
     });
 
@@ -155,7 +155,7 @@ export function registerDatastore(program: Command): void {
     .argument("<path>", "file on the datastore")
     .argument("<local>", "local destination file (replaced)")
     .option("--json", "print the result as JSON")
-    .action(async (target: string, path: string, local: string, o: JsonOpt) => {
+    .action(async (target: string, path: string, local: string, options: JsonOpt) => {
       await withDatastore(target, true, async (fs) => {
         const st = await fs.stat(path);
         if (st.kind !== "file") throw new InvalidArgumentError(`${path} is a directory`);
@@ -173,7 +173,7 @@ export function registerDatastore(program: Command): void {
         } finally {
           await fh.close();
         }
-        print(o.json, { path: st.path, size: st.size, copied }, () => `copied ${st.path} to ${local}: ${st.size} bytes (${copied} allocated)\n`);
+        print(options.json, { path: st.path, size: st.size, copied }, () => `copied ${st.path} to ${local}: ${st.size} bytes (${copied} allocated)\n`);
       });
     });
 }
@@ -187,18 +187,18 @@ export function registerVerifyConsistency(program: Command): void {
     .option("--vm <dir>", "with --datastore: add every virtual disk of the VM in this directory")
     .option("--horizon <n>", "replay the chain up to this sequence number (default: highest stamp + 4096)")
     .option("--json", "print the report as JSON")
-    .action(async (images: string[], o: JsonOpt & { horizon?: string; datastore?: string; vm?: string }) => {
+    .action(async (images: string[], options: JsonOpt & { horizon?: string; datastore?: string; vm?: string }) => {
       const devs: BlockDevice[] = [];
       try {
         const named: NamedImage[] = [];
         let fs: Datastore | undefined;
-        if (o.datastore !== undefined) {
-          const dev = await openBlockDevice(o.datastore, { readOnly: true });
+        if (options.datastore !== undefined) {
+          const dev = await openBlockDevice(options.datastore, { readOnly: true });
           devs.push(dev);
           fs = await Datastore.open(dev, { readOnly: true });
-        } else if (o.vm !== undefined) throw new InvalidArgumentError("--vm needs --datastore");
-        if (fs !== undefined && o.vm !== undefined) {
-          for (const d of (await readVm(fs, o.vm)).disks) if (d.flatPath !== undefined) named.push({ name: d.flatPath, source: await DatastoreFileDevice.open(fs, d.flatPath) });
+        } else if (options.vm !== undefined) throw new InvalidArgumentError("--vm needs --datastore");
+        if (fs !== undefined && options.vm !== undefined) {
+          for (const d of (await readVm(fs, options.vm)).disks) if (d.flatPath !== undefined) named.push({ name: d.flatPath, source: await DatastoreFileDevice.open(fs, d.flatPath) });
         }
         for (const im of images) {
           if (im.startsWith("ds:")) {
@@ -212,12 +212,12 @@ export function registerVerifyConsistency(program: Command): void {
         }
         if (named.length === 0) throw new InvalidArgumentError("no images given");
         let horizon: number | undefined;
-        if (o.horizon !== undefined) {
-          horizon = Number(o.horizon);
-          if (!Number.isSafeInteger(horizon) || horizon < 0) throw new InvalidArgumentError(`--horizon must be a non-negative integer, got "${o.horizon}"`);
+        if (options.horizon !== undefined) {
+          horizon = Number(options.horizon);
+          if (!Number.isSafeInteger(horizon) || horizon < 0) throw new InvalidArgumentError(`--horizon must be a non-negative integer, got "${options.horizon}"`);
         }
         const r = await verifyConsistency(named, horizon !== undefined ? { horizon } : {});
-        print(o.json, r, () => {
+        print(options.json, r, () => {
           const lines = r.disks.map((d) => `disk ${d.id} (${d.kind}): ${d.image === "" ? "no image" : d.image}, ${d.stamps} stamps`);
           if (r.consistent) lines.push(`consistent: the images hold exactly the writes up to sequence ${r.prefix}${r.inFlight !== undefined ? ` (operation ${r.inFlight} partly applied, in flight)` : ""}`);
           else {

@@ -12,5 +12,5 @@ export function registerDemo(program: Command): void {
     .command("demo")
     .description("run the end-to-end demonstration on a temporary directory (no flags needed)")
     .option("--nbd", "show only the NBD server driven by nbdinfo, nbdcopy and our client")
-    .action(async (o: { nbd?: boolean }) => (o.nbd ? runNbdDemo() : runBackupDemo()));
+    .action(async (options: { nbd?: boolean }) => (options.nbd ? runNbdDemo() : runBackupDemo()));
 }

@@ -88,34 +88,34 @@ function nonNegativeInt(v: string): number {
 }
 
 /** The fault front described by the command line (pure; tested without nbdkit). */
-export function faultProxyOptions(upstream: string, o: FaultProxyOptions): FaultFrontOptions {
+export function faultProxyOptions(upstream: string, options: FaultProxyOptions): FaultFrontOptions {
   toNbdUri(upstream); // validates the URI
-  const errno = o.errno ?? "EIO";
+  const errno = options.errno ?? "EIO";
   if (!(ERRNOS as readonly string[]).includes(errno)) throw new InvalidArgumentError(`--errno "${errno}": use one of ${ERRNOS.join(", ")}`);
-  if (o.errorOps !== undefined && o.errorRate === undefined) throw new InvalidArgumentError("--error-ops needs --error-rate");
+  if (options.errorOps !== undefined && options.errorRate === undefined) throw new InvalidArgumentError("--error-ops needs --error-rate");
   const delay: NonNullable<FaultFrontOptions["delay"]> = {};
-  if (o.delayRead !== undefined && o.delayRead > 0) delay.read = `${o.delayRead}ms`;
-  if (o.delayWrite !== undefined && o.delayWrite > 0) {
-    delay.write = `${o.delayWrite}ms`;
-    delay.zero = `${o.delayWrite}ms`;
-    delay.trim = `${o.delayWrite}ms`;
+  if (options.delayRead !== undefined && options.delayRead > 0) delay.read = `${options.delayRead}ms`;
+  if (options.delayWrite !== undefined && options.delayWrite > 0) {
+    delay.write = `${options.delayWrite}ms`;
+    delay.zero = `${options.delayWrite}ms`;
+    delay.trim = `${options.delayWrite}ms`;
   }
   let rateBits: string | undefined;
-  if (o.rate !== undefined) {
-    const bytes = parseSize(o.rate);
+  if (options.rate !== undefined) {
+    const bytes = parseSize(options.rate);
     if (bytes <= 0) throw new InvalidArgumentError("--rate must be positive");
     rateBits = String(bytes * 8);
   }
   return {
     upstream,
-    ...(o.errorRate !== undefined
-      ? { error: { errno: errno as ProxyErrno, rate: parseErrorRate(o.errorRate), ...(o.errorOps !== undefined ? { ops: parseErrorOps(o.errorOps) } : {}) } }
+    ...(options.errorRate !== undefined
+      ? { error: { errno: errno as ProxyErrno, rate: parseErrorRate(options.errorRate), ...(options.errorOps !== undefined ? { ops: parseErrorOps(options.errorOps) } : {}) } }
       : {}),
     ...(Object.keys(delay).length > 0 ? { delay } : {}),
     ...(rateBits !== undefined ? { rate: rateBits } : {}),
-    ...(o.readOnly === true ? { readOnly: true } : {}),
-    ...(o.allExports === true ? { allExports: true } : {}),
-    ...(o.unix !== undefined ? { unixSocket: o.unix } : {}),
+    ...(options.readOnly === true ? { readOnly: true } : {}),
+    ...(options.allExports === true ? { allExports: true } : {}),
+    ...(options.unix !== undefined ? { unixSocket: options.unix } : {}),
   };
 }
 
@@ -150,11 +150,11 @@ nbdkit's nbd plugin does not pass qemu:dirty-bitmap meta contexts through; read 
 Example:
   sanbox fault-proxy 'nbd+unix:///lun/db?socket=/var/lib/sanbox/nbd.sock' --error-rate 1% --rate 50M`,
     )
-    .action(async (uri: string, o: FaultProxyOptions) => {
+    .action(async (uri: string, options: FaultProxyOptions) => {
       const log = createLogger("fault-proxy");
-      const opts = faultProxyOptions(uri, o);
+      const opts = faultProxyOptions(uri, options);
       const kit = await startFaultFront(opts);
-      process.stdout.write(o.json === true ? `${JSON.stringify({ uri: kit.uri, pid: kit.pid, upstream: uri })}\n` : `${kit.uri}\n`);
+      process.stdout.write(options.json === true ? `${JSON.stringify({ uri: kit.uri, pid: kit.pid, upstream: uri })}\n` : `${kit.uri}\n`);
       log.info(`proxying ${uri} at ${kit.uri} (nbdkit pid ${kit.pid}): ${kit.args.join(" ")}`);
       const outcome = await new Promise<{ signal: string } | { exit: NbdkitExit }>((resolve) => {
         const onSignal = (signal: string): void => resolve({ signal });

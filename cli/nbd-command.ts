@@ -46,38 +46,38 @@ export function registerNbd(program: Command): void {
     .option("--readonly", "refuse writes")
     .option("--tls-psk <file>", "psk file (identity:hexkey lines, as nbdkit --tls-psk)")
     .addOption(new Option("--tls <mode>", "TLS policy, as nbdkit --tls").choices(["off", "on", "require"]).default("off"))
-    .action(async (file: string | undefined, o: ServeOptions) => serve(file, o));
+    .action(async (file: string | undefined, options: ServeOptions) => serve(file, options));
 }
 
-async function serve(file: string | undefined, o: ServeOptions): Promise<void> {
+async function serve(file: string | undefined, options: ServeOptions): Promise<void> {
   const log = createLogger("nbd-serve");
-  if ((file === undefined) === (o.memory === undefined)) throw new InvalidArgumentError("give exactly one of FILE or --memory SIZE");
-  if (o.unix !== undefined && o.port !== undefined) throw new InvalidArgumentError("give at most one of --unix and --port");
-  const tls: TlsMode = o.tlsPsk !== undefined && o.tls === "off" ? "on" : o.tls;
-  if (tls !== "off" && o.tlsPsk === undefined) throw new InvalidArgumentError(`--tls ${tls} needs --tls-psk FILE`);
-  const psk = o.tlsPsk !== undefined ? await loadPskFile(o.tlsPsk) : undefined;
+  if ((file === undefined) === (options.memory === undefined)) throw new InvalidArgumentError("give exactly one of FILE or --memory SIZE");
+  if (options.unix !== undefined && options.port !== undefined) throw new InvalidArgumentError("give at most one of --unix and --port");
+  const tls: TlsMode = options.tlsPsk !== undefined && options.tls === "off" ? "on" : options.tls;
+  if (tls !== "off" && options.tlsPsk === undefined) throw new InvalidArgumentError(`--tls ${tls} needs --tls-psk FILE`);
+  const psk = options.tlsPsk !== undefined ? await loadPskFile(options.tlsPsk) : undefined;
 
   let backend: NbdBackend;
-  if (o.memory !== undefined) {
-    backend = new MemoryBackend(parseSize(o.memory), { readOnly: o.readonly ?? false });
+  if (options.memory !== undefined) {
+    backend = new MemoryBackend(parseSize(options.memory), { readOnly: options.readonly ?? false });
   } else {
-    const opts: { readOnly: boolean; create?: number } = { readOnly: o.readonly ?? false };
-    if (o.size !== undefined) opts.create = parseSize(o.size);
+    const opts: { readOnly: boolean; create?: number } = { readOnly: options.readonly ?? false };
+    if (options.size !== undefined) opts.create = parseSize(options.size);
     backend = await FileBackend.open(file ?? "", opts);
   }
 
-  const server = new NbdServer({ provider: new SingleExportProvider(backend, o.export), tls, ...(psk ? { psk } : {}), log });
+  const server = new NbdServer({ provider: new SingleExportProvider(backend, options.export), tls, ...(psk ? { psk } : {}), log });
   let uri: string;
-  if (o.port !== undefined) {
-    const port = Number(o.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`invalid --port ${o.port}`);
-    const a = await server.listen({ host: o.host, port });
+  if (options.port !== undefined) {
+    const port = Number(options.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`invalid --port ${options.port}`);
+    const a = await server.listen({ host: options.host, port });
     if (!("port" in a)) throw new Error("unreachable");
-    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "tcp", host: a.host, port: a.port }, exportName: o.export, ...pskParam(o, tls, psk) });
+    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "tcp", host: a.host, port: a.port }, exportName: options.export, ...pskParam(options, tls, psk) });
   } else {
-    const path = o.unix ?? join(tmpdir(), `sanbox-nbd-${process.pid}.sock`);
+    const path = options.unix ?? join(tmpdir(), `sanbox-nbd-${process.pid}.sock`);
     await server.listen({ unix: path });
-    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "unix", path }, exportName: o.export, ...pskParam(o, tls, psk) });
+    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "unix", path }, exportName: options.export, ...pskParam(options, tls, psk) });
   }
   process.stdout.write(`${uri}\n`);
   log.info(`serving ${backend.description ?? "disk"} (${backend.size} bytes${backend.readOnly ? ", read-only" : ""}) at ${uri}`);
@@ -91,8 +91,8 @@ async function serve(file: string | undefined, o: ServeOptions): Promise<void> {
 }
 
 /** libnbd takes the PSK identity from the URI's user part; name the file's first identity. */
-function pskParam(o: ServeOptions, tls: TlsMode, psk: PskTable | undefined): { tlsPskFile?: string; tlsUsername?: string } {
-  if (tls !== "require" || o.tlsPsk === undefined) return {};
+function pskParam(options: ServeOptions, tls: TlsMode, psk: PskTable | undefined): { tlsPskFile?: string; tlsUsername?: string } {
+  if (tls !== "require" || options.tlsPsk === undefined) return {};
   const first = psk?.keys().next().value;
-  return first !== undefined ? { tlsPskFile: o.tlsPsk, tlsUsername: first } : { tlsPskFile: o.tlsPsk };
+  return first !== undefined ? { tlsPskFile: options.tlsPsk, tlsUsername: first } : { tlsPskFile: options.tlsPsk };
 }

@@ -52,12 +52,12 @@ const DELAY_KEYS: Readonly<Record<keyof NonNullable<FaultFrontOptions["delay"]>,
 };
 
 /** The nbdkit options for a fault front (pure, for tests and for callers who add their own). */
-export function faultFrontOptions(o: FaultFrontOptions): NbdkitOptions {
+export function faultFrontOptions(options: FaultFrontOptions): NbdkitOptions {
   const filters: string[] = [];
   const filterArgs: Record<string, string> = {};
-  if (o.error !== undefined) {
+  if (options.error !== undefined) {
     filters.push("error");
-    const e = o.error;
+    const e = options.error;
     const prefixes = e.ops === undefined ? ["error"] : e.ops.map((op) => `error-${op}`);
     for (const p of prefixes) {
       filterArgs[p] = e.errno ?? "EIO";
@@ -65,28 +65,28 @@ export function faultFrontOptions(o: FaultFrontOptions): NbdkitOptions {
       if (e.file !== undefined) filterArgs[`${p}-file`] = e.file;
     }
   }
-  if (o.delay !== undefined) {
+  if (options.delay !== undefined) {
     filters.push("delay");
-    for (const [k, v] of Object.entries(o.delay)) {
+    for (const [k, v] of Object.entries(options.delay)) {
       const key = DELAY_KEYS[k as keyof typeof DELAY_KEYS];
       if (v !== undefined) filterArgs[key] = v;
     }
   }
-  if (o.rate !== undefined) {
+  if (options.rate !== undefined) {
     filters.push("rate");
-    filterArgs.rate = o.rate;
+    filterArgs.rate = options.rate;
   }
   return {
     plugin: "nbd",
-    pluginArgs: { uri: o.upstream, ...(o.allExports === true ? { "dynamic-export": "true" } : {}) },
+    pluginArgs: { uri: options.upstream, ...(options.allExports === true ? { "dynamic-export": "true" } : {}) },
     filters,
     filterArgs,
-    ...(o.readOnly !== undefined ? { readOnly: o.readOnly } : {}),
-    ...(o.unixSocket !== undefined ? { unixSocket: o.unixSocket } : {}),
-    ...(o.verbose !== undefined ? { verbose: o.verbose } : {}),
+    ...(options.readOnly !== undefined ? { readOnly: options.readOnly } : {}),
+    ...(options.unixSocket !== undefined ? { unixSocket: options.unixSocket } : {}),
+    ...(options.verbose !== undefined ? { verbose: options.verbose } : {}),
   };
 }
 
-export function startFaultFront(o: FaultFrontOptions): Promise<Nbdkit> {
-  return Nbdkit.start(faultFrontOptions(o));
+export function startFaultFront(options: FaultFrontOptions): Promise<Nbdkit> {
+  return Nbdkit.start(faultFrontOptions(options));
 }
