@@ -11,6 +11,11 @@
  *  - NBD over TCP requires TLS-PSK (hosts' keys) unless `insecure`.
  *  - gRPC over TCP needs TLS and a bearer token, or `insecure`.
  *
+ * TEST-ONLY faults (SANBOX_FAILPOINTS, src/failpoints.ts) are read once here,
+ * before anything is opened: an unknown name fails the start; active faults are
+ * logged as a warning and wrap the service and the export provider
+ * (faults/index.ts). Without any, the real objects are served as they are.
+ *
  * Invariants: the directory is locked for the daemon's life (one daemon per
  * directory); `close()` drains NBD connections and in-flight RPCs before the
  * store is flushed and closed; a start that fails part-way releases what it
@@ -20,6 +25,7 @@ import { mkdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { InvalidArgumentError } from "../../src/errors.js";
+import { activeFaults } from "../../src/failpoints.js";
 import { createLogger, type Logger } from "../../src/log.js";
 import { NbdServer } from "../../src/nbd/server.js";
 import { formatNbdUri, type NbdTransport } from "../../src/nbd/uri.js";
@@ -28,6 +34,7 @@ import { serveArray, type RunningRpcServer } from "../../src/rpc/server.js";
 import { lockDirectory } from "../../src/pid-lock.js";
 import { ArrayStore } from "./array-store.js";
 import { ArrayExportProvider } from "./exports/array-export-provider.js";
+import { wrapWithFaults } from "./faults/index.js";
 import { IoCounters } from "./exports/io-counters.js";
 import { SanboxArrayService } from "./service/array-service.js";
 import { ControlState, type HostRecord } from "./service/control-state.js";
@@ -79,6 +86,8 @@ export async function startArrayDaemon(opts: ArrayDaemonOptions): Promise<ArrayD
   if (rpcEp.kind === "tcp" && !insecure && (opts.tls === undefined || opts.token === undefined)) {
     throw new InvalidArgumentError("gRPC over TCP needs --tls-cert/--tls-key and --token-file, or --insecure");
   }
+  const faults = activeFaults();
+  if (faults.size > 0) log.warn(`TEST-ONLY failpoints enabled, this array breaks its contract on purpose: ${[...faults].join(", ")}`);
 
   const unlock = await lockDirectory(dir, "array daemon");
   let store: ArrayStore | undefined;
@@ -97,8 +106,9 @@ export async function startArrayDaemon(opts: ArrayDaemonOptions): Promise<ArrayD
       return formatNbdUri({ tls, transport: t, exportName, ...(host !== null ? { tlsUsername: host.pskIdentity } : {}) });
     };
     const counters = new IoCounters();
-    const service = new SanboxArrayService({ store, control, psk, nbdUri, counters });
-    const provider = new ArrayExportProvider(store, (session) => service.access(session), counters);
+    const real = new SanboxArrayService({ store, control, psk, nbdUri, counters });
+    const fronts = { service: real, provider: new ArrayExportProvider(store, (session) => real.access(session), counters) };
+    const { service, provider } = faults.size > 0 ? wrapWithFaults(fronts, store, faults) : fronts;
     nbd = new NbdServer({ provider, tls: nbdTls, psk, log: log.child("nbd") });
     const bound = await nbd.listen(nbdEp.kind === "unix" ? { unix: nbdEp.path } : { host: nbdEp.host, port: nbdEp.port });
     if ("port" in bound) nbdTransport = { kind: "tcp", host: bound.host, port: bound.port };

@@ -17,8 +17,6 @@ import type { Extent } from "../../../src/extents/index.js";
 import type { ArrayStore, LunInfo, SnapshotInfo } from "../array-store.js";
 import { lunExportName, parseExportName, snapshotExportName } from "./export-names.js";
 import { VolumeBackend } from "./volume-backend.js";
-import type { Volume } from "../volume.js";
-import { failpoint } from "../service/failpoints.js";
 
 /** What a session may see: everything (local) or these LUN and snapshot ids. */
 export type Access = { all: true } | { all: false; lunIds: ReadonlySet<string>; snapshotIds: ReadonlySet<string> };
@@ -86,29 +84,11 @@ export class ArrayExportProvider implements ExportProvider {
       return new VolumeBackend(this.store.openVolume({ lun: lun.id }), { description: `LUN ${lun.name} (${lun.naa})`, counters: this.counters });
     }
     const target = snap.id;
-    const backend = new VolumeBackend(this.store.openVolume({ snapshot: snap.id }), {
+    return new VolumeBackend(this.store.openVolume({ snapshot: snap.id }), {
       description: `snapshot ${snap.name} of LUN ${lun.name} (read-only)`,
       counters: this.counters,
       dirtyBases: this.dirtyBases(snap),
       dirty: (base: string): Extent[] => this.store.changedExtents(base, { snapshot: target }).extents,
     });
-    if (failpoint("snapshot-leak")) leakLiveBlock(backend, this.store.openVolume({ lun: lun.id }));
-    return backend;
   }
-}
-
-/**
- * Failpoint `snapshot-leak` (test-only, service/failpoints.ts): the snapshot
- * export's first block reads from the live LUN, so writes made after the cut
- * leak into the snapshot.
- */
-function leakLiveBlock(backend: VolumeBackend, live: Volume): void {
-  const snapshotRead = backend.read.bind(backend);
-  backend.read = async (offset: number, length: number): Promise<Buffer> => {
-    const data = await snapshotRead(offset, length);
-    const end = Math.min(offset + length, live.blockSize, live.size);
-    if (offset < end) (await live.read(offset, end - offset)).copy(data, 0);
-    return data;
-  };
-  backend.readSparse = async (offset: number, length: number) => [{ offset, data: await backend.read(offset, length) }];
 }

@@ -22,12 +22,10 @@ import {
   AlreadyExistsError,
   FailedPreconditionError,
   InvalidArgumentError,
-  IoError,
   NotFoundError,
   OutOfRangeError,
   SanboxError,
 } from "../../../src/errors.js";
-import { createLogger } from "../../../src/log.js";
 import type { SessionInfo } from "../../../src/nbd/backend.js";
 import type { ArrayServiceImpl } from "../../../src/rpc/methods.js";
 import { CONTRACT_VERSION, v1 } from "../../../src/rpc/proto.js";
@@ -37,7 +35,6 @@ import type { Access } from "../exports/array-export-provider.js";
 import { lunExportName, snapshotExportName } from "../exports/export-names.js";
 import type { ControlState, ExportRecord, HostRecord } from "./control-state.js";
 import { page } from "./paging.js";
-import { activeFailpoints, failpoint, GROUP_SKEW_MS } from "./failpoints.js";
 
 export const VENDOR = "sanbox";
 export const MODEL = "sanbox-sim";
@@ -73,14 +70,10 @@ export class SanboxArrayService implements ArrayServiceImpl {
   private readonly store: ArrayStore;
   private readonly control: ControlState;
   private chain: Promise<unknown> = Promise.resolve();
-  /** Group snapshots faked by the `group-skew` failpoint (test-only): id -> name and member ids. */
-  private readonly skewGroups = new Map<string, { name: string; lunIds: string[]; snapshotIds: string[] }>();
 
   constructor(private readonly deps: ArrayServiceDeps) {
     this.store = deps.store;
     this.control = deps.control;
-    const fps = activeFailpoints();
-    if (fps.size > 0) createLogger("array").warn(`TEST-ONLY failpoints enabled, this array breaks its contract on purpose: ${[...fps].join(", ")}`);
     for (const h of this.control.data.hosts) deps.psk.set(h.pskIdentity, Buffer.from(h.pskKey, "hex"));
   }
 
@@ -238,11 +231,9 @@ export class SanboxArrayService implements ArrayServiceImpl {
   async getLun(req: v1.GetLunRequest): Promise<v1.ILun> {
     if ((req.lunId === "") === (req.name === "")) throw new InvalidArgumentError("give exactly one of lun_id and name");
     const ref = req.lunId !== "" ? req.lunId : req.name;
-    return wrongStatus(() => {
-      const l = this.store.getLun(ref);
-      if (req.lunId !== "" ? l.id !== req.lunId : l.name !== req.name) throw new NotFoundError(`LUN "${ref}" not found`);
-      return this.lunView(l);
-    });
+    const l = this.store.getLun(ref);
+    if (req.lunId !== "" ? l.id !== req.lunId : l.name !== req.name) throw new NotFoundError(`LUN "${ref}" not found`);
+    return this.lunView(l);
   }
 
   async listLuns(req: v1.ListLunsRequest): Promise<v1.IListLunsResponse> {
@@ -351,37 +342,15 @@ export class SanboxArrayService implements ArrayServiceImpl {
     if (luns.length === 1 && only !== undefined) {
       return { snapshots: [this.snapView(await this.store.createSnapshot({ lun: only.id, name: req.name }))], groupSnapshotId: "" };
     }
-    if (failpoint("group-skew")) return this.skewedGroupSnapshot(req.name, luns);
     const g = await this.store.createGroupSnapshot({ name: req.name, luns: luns.map((l) => l.id) });
     const byLun = new Map(g.members.map((s) => [s.lunId, s]));
     const ordered = luns.map((l) => byLun.get(l.id)).filter((s): s is SnapshotInfo => s !== undefined);
     return { snapshots: ordered.map((s) => this.snapView(s)), groupSnapshotId: g.id };
   }
 
-  /**
-   * Failpoint `group-skew` (test-only): NOT write-order consistent. Cuts each
-   * member as a plain snapshot, GROUP_SKEW_MS apart, while writes continue.
-   */
-  private async skewedGroupSnapshot(name: string, luns: LunInfo[]): Promise<v1.ICreateSnapshotResponse> {
-    const ids = luns.map((l) => l.id);
-    for (const [id, g] of this.skewGroups) {
-      if (g.name !== name) continue;
-      if (g.lunIds.length !== ids.length || !ids.every((x) => g.lunIds.includes(x))) throw new AlreadyExistsError(`a group snapshot named "${name}" already exists for other LUNs`);
-      return { snapshots: g.snapshotIds.map((s) => ({ ...this.snapView(this.store.getSnapshot(s)), groupSnapshotId: id })), groupSnapshotId: id };
-    }
-    const id = `grp-skew-${randomBytes(6).toString("hex")}`;
-    const snaps: SnapshotInfo[] = [];
-    for (const [i, l] of luns.entries()) {
-      if (i > 0) await new Promise((r) => setTimeout(r, GROUP_SKEW_MS));
-      snaps.push(await this.store.createSnapshot({ lun: l.id, name: `${name}.m${i}` }));
-    }
-    this.skewGroups.set(id, { name, lunIds: ids, snapshotIds: snaps.map((s) => s.id) });
-    return { snapshots: snaps.map((s) => ({ ...this.snapView(s), groupSnapshotId: id })), groupSnapshotId: id };
-  }
-
   async getSnapshot(req: v1.GetSnapshotRequest): Promise<v1.ISnapshot> {
     nonEmpty("snapshot_id", req.snapshotId);
-    return wrongStatus(() => this.snapView(this.store.getSnapshot(req.snapshotId)));
+    return this.snapView(this.store.getSnapshot(req.snapshotId));
   }
 
   async listSnapshots(req: v1.ListSnapshotsRequest): Promise<v1.IListSnapshotsResponse> {
@@ -416,25 +385,12 @@ export class SanboxArrayService implements ArrayServiceImpl {
   }
 
   async getGroupSnapshot(req: v1.GetGroupSnapshotRequest): Promise<v1.IGroupSnapshot> {
-    const skew = this.skewGroups.get(req.groupSnapshotId);
-    if (skew !== undefined) {
-      const snapshots = skew.snapshotIds.map((s) => ({ ...this.snapView(this.store.getSnapshot(s)), groupSnapshotId: req.groupSnapshotId }));
-      return { groupSnapshotId: req.groupSnapshotId, name: skew.name, snapshots, creationTime: new Date().toISOString(), readyToUse: true };
-    }
     const g = this.store.getGroupSnapshot(nonEmpty("group_snapshot_id", req.groupSnapshotId));
     return { groupSnapshotId: g.id, name: g.name, snapshots: g.members.map((s) => this.snapView(s)), creationTime: g.createdAt, readyToUse: true };
   }
 
   async deleteGroupSnapshot(req: v1.DeleteGroupSnapshotRequest): Promise<v1.IDeleteGroupSnapshotResponse> {
     nonEmpty("group_snapshot_id", req.groupSnapshotId);
-    const skew = this.skewGroups.get(req.groupSnapshotId);
-    if (skew !== undefined) {
-      return this.mutate(async () => {
-        for (const s of skew.snapshotIds) await this.store.deleteSnapshot(s).catch(() => undefined);
-        this.skewGroups.delete(req.groupSnapshotId);
-        return {};
-      });
-    }
     return this.mutate(async () => {
       let members: SnapshotInfo[];
       try {
@@ -471,16 +427,8 @@ export class SanboxArrayService implements ArrayServiceImpl {
       target = { lun: this.lun(req.lunId).id };
     }
     const r = this.store.changedExtents(req.baseSnapshotId, target);
-    let extents = r.extents.map((e) => ({ offset: e.offset, length: e.length, type: e.flag === "DATA" ? v1.ExtentType.DATA : v1.ExtentType.ZERO }));
-    let startingOffset = req.startingOffset;
-    // Test-only failpoints (failpoints.ts): each breaks one rule of the CBT contract.
-    if (failpoint("cbt-drop-zero")) extents = extents.filter((e) => e.type !== v1.ExtentType.ZERO);
-    if (failpoint("cbt-off-by-one")) extents = offByOne(extents, r.blockSize, r.size);
-    if (failpoint("cbt-ignore-starting-offset")) {
-      frame([], r.size, startingOffset, maxResults).next(); // still validates the range
-      startingOffset = 0;
-    }
-    yield* frame(extents, r.size, startingOffset, maxResults);
+    const extents = r.extents.map((e) => ({ offset: e.offset, length: e.length, type: e.flag === "DATA" ? v1.ExtentType.DATA : v1.ExtentType.ZERO }));
+    yield* frame(extents, r.size, req.startingOffset, maxResults);
   }
 
   async *getAllocatedBlocks(req: v1.GetAllocatedBlocksRequest): AsyncIterable<v1.IBlockMetadataResponse> {
@@ -555,31 +503,13 @@ export class SanboxArrayService implements ArrayServiceImpl {
   }
 }
 
-/** Failpoint `wrong-status`: NOT_FOUND becomes INTERNAL. */
-function wrongStatus<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (e: unknown) {
-    if (isNotFound(e) && failpoint("wrong-status")) throw new IoError(`failpoint wrong-status: ${e instanceof Error ? e.message : String(e)}`);
-    throw e;
-  }
-}
-
-/** Failpoint `cbt-off-by-one`: the first extent is reported one block further on. */
-function offByOne<T extends { offset: number; length: number }>(extents: T[], blockSize: number, size: number): T[] {
-  const [first, ...rest] = extents;
-  if (first === undefined) return extents;
-  const offset = first.offset + blockSize;
-  const length = Math.min(first.length, size - offset);
-  return length > 0 ? [{ ...first, offset, length }, ...rest] : rest;
-}
-
-function checkMaxResults(n: number): number {
+/** The effective `max_results` of a block-metadata request (0 = the array's default, capped). */
+export function checkMaxResults(n: number): number {
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`max_results must be >= 0, got ${n}`);
   return n === 0 ? DEFAULT_MAX_RESULTS : Math.min(n, MAX_MAX_RESULTS);
 }
 
-interface TypedExtent {
+export interface TypedExtent {
   offset: number;
   length: number;
   type: v1.ExtentType;

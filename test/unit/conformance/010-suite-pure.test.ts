@@ -9,7 +9,7 @@ import { faultFrontOptions } from "../../../src/nbdkit/fault-front.js";
 import { sameRanges, uncovered, union } from "../../../plugin/conformance/extents.js";
 import { formatHuman, formatJunit } from "../../../plugin/conformance/report.js";
 import { matcher, type ConformanceReport } from "../../../plugin/conformance/runner.js";
-import { parseFailpoints } from "../../../simulator/array/service/failpoints.js";
+import { parseFailpoints } from "../../../src/failpoints.js";
 
 describe("extent coverage", () => {
   it("unions, finds gaps, and compares coverage", () => {

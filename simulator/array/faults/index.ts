@@ -1,0 +1,42 @@
+/**
+ * TEST-ONLY: the array's faults, as wrappers around the real objects
+ * (src/failpoints.ts is the registry; docs/conformance.md "Failpoints" lists
+ * what each one breaks and which check must catch it).
+ *
+ * The daemon calls `wrapWithFaults` once at start-up with the active faults;
+ * with none it returns the real service and provider untouched, so the real
+ * objects never test for a fault on any call. Every fault name of the registry
+ * has exactly one entry below (the type checker enforces it), applied in the
+ * table's order, each wrapping the result of the ones before it.
+ */
+import type { FaultName } from "../../../src/failpoints.js";
+import type { ExportProvider } from "../../../src/nbd/backend.js";
+import type { ArrayServiceImpl } from "../../../src/rpc/methods.js";
+import type { ArrayStore } from "../array-store.js";
+import { cbtDropZero, cbtIgnoreStartingOffset, cbtOffByOne } from "./cbt.js";
+import { groupSkew } from "./group-skew.js";
+import { snapshotLeak } from "./snapshot-leak.js";
+import { wrongStatus } from "./wrong-status.js";
+
+export interface ArrayFronts {
+  service: ArrayServiceImpl;
+  provider: ExportProvider;
+}
+
+type Fault = (fronts: ArrayFronts, store: ArrayStore) => ArrayFronts;
+
+const FAULTS: Record<FaultName, Fault> = {
+  "cbt-drop-zero": (fronts) => ({ ...fronts, service: cbtDropZero(fronts.service) }),
+  "cbt-off-by-one": (fronts) => ({ ...fronts, service: cbtOffByOne(fronts.service) }),
+  "cbt-ignore-starting-offset": (fronts) => ({ ...fronts, service: cbtIgnoreStartingOffset(fronts.service) }),
+  "group-skew": (fronts) => ({ ...fronts, service: groupSkew(fronts.service) }),
+  "snapshot-leak": (fronts, store) => ({ ...fronts, provider: snapshotLeak(fronts.provider, store) }),
+  "wrong-status": (fronts) => ({ ...fronts, service: wrongStatus(fronts.service) }),
+};
+
+/** The real service and provider with every fault in `faults` in front of them. */
+export function wrapWithFaults(real: ArrayFronts, store: ArrayStore, faults: ReadonlySet<FaultName>): ArrayFronts {
+  let fronts = real;
+  for (const [name, fault] of Object.entries(FAULTS) as [FaultName, Fault][]) if (faults.has(name)) fronts = fault(fronts, store);
+  return fronts;
+}
