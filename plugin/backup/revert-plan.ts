@@ -28,7 +28,7 @@
  * point's image (A = previous S1) to T2 (B = S2), and the revert (step 6)
  * brings it back to T1 (A = S2, B = S1). A full backup is A = the empty file.
  */
-import { clip, end, intersect, normalize, subtract, totalLength, type Extent, type ExtentList } from "../../src/extents/index.js";
+import { clip, end, intersect, normalize, subtract, type Extent, type ExtentList } from "../../src/extents/index.js";
 import type { FileExtent } from "../../src/datastore/format.js";
 import { fileRangesOnLun, mappedRanges } from "../../src/datastore/extent-map.js";
 
@@ -120,17 +120,6 @@ export function copiesThrough(map: readonly FileExtent[], ranges: ExtentList): C
     }
   }
   return out;
-}
-
-/** Total bytes a plan reads from the source. */
-export function planReadBytes(plan: RevertPlan): number {
-  let n = 0;
-  for (const c of plan.copies) n += c.length;
-  return n;
-}
-
-export function planTouchedBytes(plan: RevertPlan): number {
-  return totalLength(plan.touched);
 }
 
 function appendCopy(out: CopyRange[], c: CopyRange): void {

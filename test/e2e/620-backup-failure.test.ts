@@ -11,6 +11,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CbtUnavailableError, IoError, UnsupportedError } from "../../src/errors.js";
+import type { StopName } from "../../src/failpoints.js";
 import type { TypedExtent } from "../../src/rpc/block-stream.js";
 import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
 import type { HypervisorClient } from "../../src/rpc/hypervisor-rpc.js";
@@ -48,9 +49,9 @@ describe("backup failures", () => {
     const first = await sanboxBackup(args(repoDir));
     expect(first.exitCode, first.stderr).toBe(0);
     let latest = String(obj(JSON.parse(first.stdout))["point"]);
-    const steps = ["after-s1", "in-quiesce", "after-s2", "before-commit", "before-rename"];
+    const steps: StopName[] = ["after-s1", "in-quiesce", "after-s2", "before-commit", "before-rename"];
     for (const step of steps.sort(() => Math.random() - 0.5)) {
-      const child = spawnBackup(args(repoDir), { SANBOX_FAILPOINT: step });
+      const child = spawnBackup(args(repoDir), { SANBOX_FAILPOINTS: step });
       await new Promise<void>((res, rej) => {
         let err = "";
         child.stderr.on("data", (b: Buffer) => {

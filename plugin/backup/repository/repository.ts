@@ -24,12 +24,12 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CorruptError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../../../src/errors.js";
+import { stopAt } from "../../../src/failpoints.js";
 import { CATALOG_VERSION, parseDiskIndex, parsePoint, type BackupPoint, type DiskIndex, type PointDisk } from "./catalog.js";
 import { ChunkStore } from "./chunk-store.js";
 import { syncDir, writeFileAtomic, writeFileSynced } from "./durable-fs.js";
 import { ImageBuilder } from "./image-builder.js";
 import { ImageReader } from "./image-reader.js";
-import { failpoint } from "../failpoint.js";
 
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
 
@@ -182,7 +182,7 @@ export class Repository {
         await this.chunks.sync();
         await writeFileSynced(join(tmp, "point.json"), JSON.stringify(point, null, 2) + "\n");
         await syncDir(tmp);
-        await failpoint("before-rename");
+        await stopAt("before-rename");
         await rename(tmp, join(this.dir, "points", id));
         await syncDir(join(this.dir, "points"));
         await syncDir(join(this.dir, "tmp"));

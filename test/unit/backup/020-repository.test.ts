@@ -154,7 +154,7 @@ describe("backup repository", () => {
         await p.addDisk("vm1", await img.finish());
         await p.commit(${JSON.stringify(point(repo, "vm1-b", "vm1", [{ name: "vm1", size: 2 * CS }]))});
       `;
-      const child = execa("node", ["--input-type=module", "-e", script], { env: { SANBOX_FAILPOINT: "before-rename" }, reject: false, buffer: false, stderr: "pipe" });
+      const child = execa("node", ["--input-type=module", "-e", script], { env: { SANBOX_FAILPOINTS: "before-rename" }, reject: false, buffer: false, stderr: "pipe" });
       await new Promise<void>((res, rej) => {
         let err = "";
         child.stderr.on("data", (d: Buffer) => {

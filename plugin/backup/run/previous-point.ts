@@ -1,0 +1,48 @@
+/**
+ * The previous point: what a backup run builds on, and the one lookup of "this
+ * disk (or LUN) in the previous point" that every phase uses.
+ *
+ * Invariants:
+ *  - `latest` is the repository's newest point of the VM (none with --full). Its
+ *    S1 stays on the array until this run commits, because until then it is
+ *    still the base the next run needs; after the commit it is deleted.
+ *  - `parent` is `latest` only if it was taken with the revert: an unreverted
+ *    point holds T2 content for its VMDKs, so building on it would carry that
+ *    inconsistency forward. Without a parent the run is a full backup.
+ *  - A disk has a previous counterpart only if it is the same disk: same name
+ *    and kind, and for a VMDK the same flat file with its S1 extent map
+ *    recorded (what the incremental diffs against), for an RDM the same LUN by
+ *    NAA id. A disk renamed onto another file or LUN starts from empty.
+ */
+import type { Logger } from "../../../src/log.js";
+import type { BackupPoint, PointDisk, SnapshotRef } from "../repository/catalog.js";
+import type { Repository } from "../repository/repository.js";
+import type { DiskLayout } from "../vm-layout.js";
+
+export interface PreviousPoint {
+  /** The newest point of the VM (undefined with --full): its base is kept until this run commits. */
+  readonly latest: BackupPoint | undefined;
+  /** The point to build on: `latest` if it was reverted, else undefined (a full backup). */
+  readonly parent: BackupPoint | undefined;
+}
+
+/** The previous point of `vm` in `repo`; `full` ignores it (and so lets its base go as a leak). */
+export async function findPreviousPoint(repo: Pick<Repository, "latest">, vm: string, full: boolean, log: Logger): Promise<PreviousPoint> {
+  const latest = full ? undefined : await repo.latest(vm);
+  const parent = latest?.reverted === true ? latest : undefined;
+  if (latest !== undefined && parent === undefined) log.warn(`the latest point ${latest.id} was taken without the revert; taking a full backup`);
+  return { latest, parent };
+}
+
+/** `disk` as the parent point recorded it, if it is the same disk (see the invariants above). */
+export function previousDisk(parent: BackupPoint | undefined, disk: Pick<DiskLayout, "name" | "kind" | "flatPath" | "naa">): PointDisk | undefined {
+  return parent?.disks.find((x) => {
+    if (x.name !== disk.name || x.kind !== disk.kind) return false;
+    return disk.kind === "vmdk" ? x.flatPath === disk.flatPath && x.s1Map !== undefined : x.naa === disk.naa;
+  });
+}
+
+/** The parent's S1 member snapshot of `lunId`: the base of that LUN's CBT diff. */
+export function previousSnapshot(parent: BackupPoint | undefined, lunId: string): SnapshotRef | undefined {
+  return parent?.base.snapshots.find((s) => s.lunId === lunId);
+}
