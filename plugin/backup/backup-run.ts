@@ -29,8 +29,9 @@ import { readVm } from "../../src/datastore/vm-files.js";
 import { CbtUnavailableError, FailedPreconditionError, SanboxError, errorMessage } from "../../src/errors.js";
 import { normalize, totalLength, type Extent } from "../../src/extents/index.js";
 import { silentLogger, type Logger } from "../../src/log.js";
-import type { HypervisorApi } from "../../src/rpc/hypervisor-rpc.js";
-import { collectExtents, type ArrayDriver, type SnapshotInfo, type SnapshotSet } from "./array-driver.js";
+import { collect } from "../../src/rpc/client.js";
+import type { HypervisorApi } from "../../src/rpc/hypervisor-service-def.js";
+import type { ArrayDriver, SnapshotInfo, SnapshotSet, TypedExtent } from "./array-driver.js";
 import { copyExtents, type CopyStats } from "./copy-extents.js";
 import { ExportReader } from "./export-reader.js";
 import { failpoint } from "./failpoint.js";
@@ -215,10 +216,10 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
       const prevDisk = prev?.disks.find((x) => x.name === d.name && x.kind === "rdm" && x.naa === d.naa);
       const prevSnap = prev?.base.snapshots.find((s) => s.lunId === lun.id);
       let base: DiskIndex | undefined;
-      let extents = undefined as Awaited<ReturnType<typeof collectExtents>> | undefined;
+      let extents: TypedExtent[] | undefined;
       if (prevDisk && prev && prevSnap) {
         try {
-          extents = await retry("changed blocks", () => collectExtents(o.array.changedExtents(prevSnap.snapshotId, snap.id)));
+          extents = await retry("changed blocks", () => collect(o.array.changedExtents(prevSnap.snapshotId, snap.id)));
           base = await o.repo.index(prev, d.name);
           changedBytes += extents.reduce((n, e) => n + e.length, 0);
         } catch (e: unknown) {
@@ -226,7 +227,7 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
           log.warn(`RDM ${d.name}: ${e.message}; reading it in full`);
         }
       }
-      extents ??= await retry("allocated blocks", () => collectExtents(o.array.allocatedExtents(snap.id)));
+      extents ??= await retry("allocated blocks", () => collect(o.array.allocatedExtents(snap.id)));
       const image = point.image(base);
       const job = {
         copies: extents.filter((e) => e.type === "DATA").map((e) => ({ srcOffset: e.offset, dstOffset: e.offset, length: e.length })),
@@ -267,7 +268,7 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
     let sinceBase: Extent[] | undefined;
     if (prevDsSnap !== undefined && vmdks.some((w) => prevDiskOf(prev, w) !== undefined)) {
       try {
-        sinceBase = lunRanges(await retry("changed blocks", () => collectExtents(o.array.changedExtents(prevDsSnap.snapshotId, s2Snap.id))));
+        sinceBase = lunRanges(await retry("changed blocks", () => collect(o.array.changedExtents(prevDsSnap.snapshotId, s2Snap.id))));
         changedBytes += totalLength(sinceBase);
       } catch (e: unknown) {
         if (!(e instanceof CbtUnavailableError)) throw e;
@@ -295,7 +296,7 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
       const s1Snap = member(s1Set, dsLun.id);
       let t1t2: Extent[];
       try {
-        t1t2 = lunRanges(await retry("changed blocks", () => collectExtents(o.array.changedExtents(s1Snap.id, s2Snap.id))));
+        t1t2 = lunRanges(await retry("changed blocks", () => collect(o.array.changedExtents(s1Snap.id, s2Snap.id))));
         t1t2ChangedBytes = totalLength(t1t2);
       } catch (e: unknown) {
         if (!(e instanceof CbtUnavailableError)) throw e;
