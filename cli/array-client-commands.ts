@@ -6,7 +6,8 @@
  * bearer token. Human tables by default, `--json` for machine output; errors are
  * one line `sanbox: REASON: message` with a non-zero exit (cli/run.ts).
  *
- * Arguments name LUNs and snapshots by name or by id.
+ * Arguments name LUNs, snapshots and hosts by name or by id (resolved by the
+ * *ByRef helpers of src/rpc/array-client.ts, the same way the hypervisor does).
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -14,10 +15,12 @@ import { readFile, writeFile } from "node:fs/promises";
 import { Command } from "commander";
 import { InvalidArgumentError, NotFoundError, SanboxError } from "../src/errors.js";
 import { parsePskFile } from "../src/nbd/tls-psk.js";
-import { connectArray, collect, type ArrayClient } from "../src/rpc/array-client.js";
+import { connectArray, hostByRef, lunByRef, snapshotByRef, type ArrayClient } from "../src/rpc/array-client.js";
 import { resumableExtents } from "../src/rpc/block-stream.js";
-import type { Decoded } from "../src/rpc/methods.js";
+import { collect } from "../src/rpc/client.js";
+import { allPages } from "../src/rpc/paging.js";
 import { v1 } from "../src/rpc/proto.js";
+import type { Decoded } from "../src/rpc/service.js";
 import { formatSize, parseSize } from "../src/size.js";
 import { defaultEndpoint } from "./array-paths.js";
 import { formatTable } from "./table.js";
@@ -31,19 +34,19 @@ function withCommon(cmd: Command): Command {
   return cmd.option("--endpoint <endpoint>", "array control endpoint: unix:PATH or HOST:PORT (default: $SANBOX_ENDPOINT or the local daemon); $SANBOX_TOKEN is the bearer token, $SANBOX_CA the CA file for tls:").option("--json", "machine-readable output");
 }
 
-function client(o: Common): ArrayClient {
+function client(opts: Common): ArrayClient {
   const token = process.env.SANBOX_TOKEN;
   const caFile = process.env.SANBOX_CA;
   return connectArray({
-    endpoint: o.endpoint ?? defaultEndpoint(),
+    endpoint: opts.endpoint ?? defaultEndpoint(),
     ...(token !== undefined && token !== "" ? { token } : {}),
     ...(caFile !== undefined && caFile !== "" ? { ca: readFileSync(caFile) } : {}),
   });
 }
 
 /** Runs `fn` with a client and closes it afterwards. */
-async function using<T>(o: Common, fn: (c: ArrayClient) => Promise<T>): Promise<T> {
-  const c = client(o);
+async function using<T>(opts: Common, fn: (c: ArrayClient) => Promise<T>): Promise<T> {
+  const c = client(opts);
   try {
     return await fn(c);
   } finally {
@@ -51,8 +54,8 @@ async function using<T>(o: Common, fn: (c: ArrayClient) => Promise<T>): Promise<
   }
 }
 
-function print(o: Common, data: unknown, human: () => string): void {
-  process.stdout.write(o.json === true ? `${JSON.stringify(data, null, 2)}\n` : human());
+function print(opts: Common, data: unknown, human: () => string): void {
+  process.stdout.write(opts.json === true ? `${JSON.stringify(data, null, 2)}\n` : human());
 }
 
 function isCode(e: unknown, code: string): boolean {
@@ -61,61 +64,13 @@ function isCode(e: unknown, code: string): boolean {
 
 type Lun = Decoded<v1.ILun>;
 type Snapshot = Decoded<v1.ISnapshot>;
-type Host = Decoded<v1.IHost>;
 
 interface ToObject<T> {
-  toObject(m: T, o: { defaults: boolean; arrays: boolean; enums: StringConstructor }): Record<string, unknown>;
+  toObject(m: T, opts: { defaults: boolean; arrays: boolean; enums: StringConstructor }): Record<string, unknown>;
 }
 /** JSON output: every field, enums by name. The value is the codec's own decoded message. */
 function plain<T>(codec: ToObject<T>, m: object): Record<string, unknown> {
   return codec.toObject(m as T, { defaults: true, arrays: true, enums: String });
-}
-
-// ------------------------------------------------------------------ resolution
-
-export async function resolveLun(c: ArrayClient, ref: string): Promise<Lun> {
-  try {
-    return await c.getLun({ name: ref });
-  } catch (e: unknown) {
-    if (!isCode(e, "NOT_FOUND") && !isCode(e, "INVALID_ARGUMENT")) throw e;
-  }
-  return c.getLun({ lunId: ref });
-}
-
-async function allPages<T>(fetch: (token: string) => Promise<{ items: T[]; next: string }>): Promise<T[]> {
-  const out: T[] = [];
-  let token = "";
-  do {
-    const p = await fetch(token);
-    out.push(...p.items);
-    token = p.next;
-  } while (token !== "");
-  return out;
-}
-
-export async function resolveSnapshot(c: ArrayClient, ref: string): Promise<Snapshot> {
-  try {
-    return await c.getSnapshot({ snapshotId: ref });
-  } catch (e: unknown) {
-    if (!isCode(e, "NOT_FOUND") && !isCode(e, "INVALID_ARGUMENT")) throw e;
-  }
-  const all = await allPages(async (t) => {
-    const r = await c.listSnapshots({ startingToken: t });
-    return { items: r.snapshots, next: r.nextToken };
-  });
-  const hit = all.find((s) => s.name === ref);
-  if (!hit) throw new NotFoundError(`snapshot "${ref}" not found`);
-  return hit;
-}
-
-async function resolveHost(c: ArrayClient, ref: string): Promise<Host> {
-  const all = await allPages(async (t) => {
-    const r = await c.listHosts({ startingToken: t });
-    return { items: r.hosts, next: r.nextToken };
-  });
-  const hit = all.find((h) => h.name === ref || h.hostId === ref);
-  if (!hit) throw new NotFoundError(`host "${ref}" not found`);
-  return hit;
 }
 
 // ------------------------------------------------------------------ views
@@ -147,11 +102,11 @@ function showPairs(pairs: [string, string][]): string {
 // ------------------------------------------------------------------ registration
 
 export function registerArrayInfo(array: Command): void {
-  withCommon(array.command("info").description("show the array's identity, contract version and capabilities")).action(async (o: Common) =>
-    using(o, async (c) => {
+  withCommon(array.command("info").description("show the array's identity, contract version and capabilities")).action(async (opts: Common) =>
+    using(opts, async (c) => {
       const i = await c.getArrayInfo({});
       const obj = plain(v1.ArrayInfo, i);
-      print(o, obj, () => {
+      print(opts, obj, () => {
         const caps = i.capabilities ? plain(v1.Capabilities, i.capabilities) : {};
         return showPairs([
           ["vendor", i.vendor],
@@ -175,17 +130,17 @@ export function registerArrayClient(program: Command): void {
     .argument("<base>", "base snapshot (name or id; a deleted snapshot's id still works)")
     .argument("<target>", "target snapshot (name or id), or 'live'")
     .option("--lun <lun>", "the LUN (required for 'live'; checked otherwise)")
-    .action(async (baseRef: string, targetRef: string, o: Common & { lun?: string }) =>
-      using(o, async (c) => {
+    .action(async (baseRef: string, targetRef: string, opts: Common & { lun?: string }) =>
+      using(opts, async (c) => {
         let baseId = baseRef;
         try {
-          baseId = (await resolveSnapshot(c, baseRef)).snapshotId;
+          baseId = (await snapshotByRef(c, baseRef)).snapshotId;
         } catch (e: unknown) {
           if (!isCode(e, "NOT_FOUND")) throw e; // maybe a deleted base, known only by id
         }
-        const lunId = o.lun !== undefined ? (await resolveLun(c, o.lun)).lunId : "";
+        const lunId = opts.lun !== undefined ? (await lunByRef(c, opts.lun)).lunId : "";
         let targetId = "";
-        if (targetRef !== "live") targetId = (await resolveSnapshot(c, targetRef)).snapshotId;
+        if (targetRef !== "live") targetId = (await snapshotByRef(c, targetRef)).snapshotId;
         else if (lunId === "") throw new InvalidArgumentError("diff against 'live' needs --lun");
         let capacity = 0;
         const extents = await collect(
@@ -193,7 +148,7 @@ export function registerArrayClient(program: Command): void {
             onCapacity: (n) => (capacity = n),
           }),
         );
-        print(o, { baseSnapshotId: baseId, targetSnapshotId: targetId, volumeCapacityBytes: capacity, extents }, () =>
+        print(opts, { baseSnapshotId: baseId, targetSnapshotId: targetId, volumeCapacityBytes: capacity, extents }, () =>
           formatTable(["OFFSET", "LENGTH", "TYPE"], extents.map((e) => [String(e.offset), String(e.length), e.type])) +
           `${extents.length} extent(s), ${formatSize(extents.reduce((n, e) => n + e.length, 0))} changed of ${formatSize(capacity)}\n`,
         );
@@ -203,55 +158,52 @@ export function registerArrayClient(program: Command): void {
   withCommon(program.command("revert").description("revert a LUN to one of its snapshots"))
     .argument("<lun>")
     .argument("<snapshot>")
-    .action(async (lunRef: string, snapRef: string, o: Common) =>
-      using(o, async (c) => {
-        const lun = await resolveLun(c, lunRef);
-        const s = await resolveSnapshot(c, snapRef);
+    .action(async (lunRef: string, snapRef: string, opts: Common) =>
+      using(opts, async (c) => {
+        const lun = await lunByRef(c, lunRef);
+        const s = await snapshotByRef(c, snapRef);
         const r = await c.revertLun({ lunId: lun.lunId, snapshotId: s.snapshotId });
-        print(o, lunJson(r), () => `reverted LUN ${r.name} to snapshot ${s.name} (${s.snapshotId})\n`);
+        print(opts, lunJson(r), () => `reverted LUN ${r.name} to snapshot ${s.name} (${s.snapshotId})\n`);
       }),
     );
 
   withCommon(program.command("clone").description("create a new LUN from a snapshot (no copy)"))
     .argument("<snapshot>")
     .argument("<new-lun>")
-    .action(async (snapRef: string, name: string, o: Common) =>
-      using(o, async (c) => {
-        const s = await resolveSnapshot(c, snapRef);
+    .action(async (snapRef: string, name: string, opts: Common) =>
+      using(opts, async (c) => {
+        const s = await snapshotByRef(c, snapRef);
         const l = await c.cloneSnapshot({ snapshotId: s.snapshotId, name });
-        print(o, lunJson(l), () => lunRows([l]));
+        print(opts, lunJson(l), () => lunRows([l]));
       }),
     );
 
   withCommon(program.command("export").description("export a LUN (read-write) or a snapshot (read-only) over NBD; prints the NBD URI"))
     .argument("<lun-or-snapshot>")
     .option("--host <host>", "the host allowed to open it (default: the local host)")
-    .action(async (ref: string, o: Common & { host?: string }) =>
-      using(o, async (c) => {
-        const hostId = o.host !== undefined ? (await resolveHost(c, o.host)).hostId : "";
+    .action(async (ref: string, opts: Common & { host?: string }) =>
+      using(opts, async (c) => {
+        const hostId = opts.host !== undefined ? (await hostByRef(c, opts.host)).hostId : "";
         let target: { lunId: string } | { snapshotId: string };
         try {
-          target = { snapshotId: (await resolveSnapshot(c, ref)).snapshotId };
+          target = { snapshotId: (await snapshotByRef(c, ref)).snapshotId };
         } catch (e: unknown) {
           if (!isCode(e, "NOT_FOUND")) throw e;
-          target = { lunId: (await resolveLun(c, ref)).lunId };
+          target = { lunId: (await lunByRef(c, ref)).lunId };
         }
         const x = await c.createExport({ ...target, hostId });
-        print(o, plain(v1.Export, x), () => `${x.uri}\n`);
+        print(opts, plain(v1.Export, x), () => `${x.uri}\n`);
       }),
     );
 
   withCommon(program.command("exports").description("list NBD exports"))
     .option("--host <host>", "only this host's exports")
-    .action(async (o: Common & { host?: string }) =>
-      using(o, async (c) => {
-        const hostId = o.host !== undefined ? (await resolveHost(c, o.host)).hostId : "";
-        const all = await allPages(async (t) => {
-          const r = await c.listExports({ startingToken: t, hostId });
-          return { items: r.exports, next: r.nextToken };
-        });
+    .action(async (opts: Common & { host?: string }) =>
+      using(opts, async (c) => {
+        const hostId = opts.host !== undefined ? (await hostByRef(c, opts.host)).hostId : "";
+        const all = await allPages("ListExports", (startingToken) => c.listExports({ startingToken, hostId }).then((r) => ({ items: r.exports, next: r.nextToken })));
         print(
-          o,
+          opts,
           all.map((x) => plain(v1.Export, x)),
           () => formatTable(["ID", "EXPORT", "HOST", "URI"], all.map((x) => [x.exportId, x.exportName, x.hostId || "(local)", x.uri])),
         );
@@ -261,35 +213,32 @@ export function registerArrayClient(program: Command): void {
   withCommon(program.command("unexport").description("delete an export, by export id or by LUN/snapshot (+ --host)"))
     .argument("<export-or-target>")
     .option("--host <host>", "the host the export is for (default: the local host)")
-    .action(async (ref: string, o: Common & { host?: string }) =>
-      using(o, async (c) => {
-        const all = await allPages(async (t) => {
-          const r = await c.listExports({ startingToken: t });
-          return { items: r.exports, next: r.nextToken };
-        });
+    .action(async (ref: string, opts: Common & { host?: string }) =>
+      using(opts, async (c) => {
+        const all = await allPages("ListExports", (startingToken) => c.listExports({ startingToken }).then((r) => ({ items: r.exports, next: r.nextToken })));
         let hit = all.find((x) => x.exportId === ref);
         if (!hit) {
-          const hostId = o.host !== undefined ? (await resolveHost(c, o.host)).hostId : "";
+          const hostId = opts.host !== undefined ? (await hostByRef(c, opts.host)).hostId : "";
           let snapId = "";
           let lunId = "";
           try {
-            snapId = (await resolveSnapshot(c, ref)).snapshotId;
+            snapId = (await snapshotByRef(c, ref)).snapshotId;
           } catch (e: unknown) {
             if (!isCode(e, "NOT_FOUND")) throw e;
-            lunId = (await resolveLun(c, ref)).lunId;
+            lunId = (await lunByRef(c, ref)).lunId;
           }
           hit = all.find((x) => x.hostId === hostId && (snapId !== "" ? x.snapshotId === snapId : x.lunId === lunId && x.snapshotId === ""));
         }
         if (!hit) throw new NotFoundError(`no export matches "${ref}"`);
         await c.deleteExport({ exportId: hit.exportId });
-        print(o, { deleted: hit.exportId }, () => `deleted export ${hit.exportId} (${hit.exportName})\n`);
+        print(opts, { deleted: hit.exportId }, () => `deleted export ${hit.exportId} (${hit.exportName})\n`);
       }),
     );
 
-  withCommon(program.command("pool").description("pool capacity and usage")).action(async (o: Common) =>
-    using(o, async (c) => {
+  withCommon(program.command("pool").description("pool capacity and usage")).action(async (opts: Common) =>
+    using(opts, async (c) => {
       const p = await c.getPoolStats({});
-      print(o, plain(v1.PoolStats, p), () =>
+      print(opts, plain(v1.PoolStats, p), () =>
         showPairs([
           ["capacity", p.capacityBytes === 0 ? "unbounded" : formatSize(p.capacityBytes)],
           ["used", formatSize(p.usedBytes)],
@@ -309,27 +258,24 @@ function registerLun(program: Command): void {
   withCommon(lun.command("create").description("create a thin LUN (idempotent on name)"))
     .argument("<name>")
     .argument("<size>", "size, e.g. 10G")
-    .action(async (name: string, size: string, o: Common) =>
-      using(o, async (c) => {
+    .action(async (name: string, size: string, opts: Common) =>
+      using(opts, async (c) => {
         const l = await c.createLun({ name, sizeBytes: parseSize(size) });
-        print(o, lunJson(l), () => lunRows([l]));
+        print(opts, lunJson(l), () => lunRows([l]));
       }),
     );
-  withCommon(lun.command("list").description("list LUNs")).action(async (o: Common) =>
-    using(o, async (c) => {
-      const all = await allPages(async (t) => {
-        const r = await c.listLuns({ startingToken: t });
-        return { items: r.luns, next: r.nextToken };
-      });
-      print(o, all.map(lunJson), () => lunRows(all));
+  withCommon(lun.command("list").description("list LUNs")).action(async (opts: Common) =>
+    using(opts, async (c) => {
+      const all = await allPages("ListLuns", (startingToken) => c.listLuns({ startingToken }).then((r) => ({ items: r.luns, next: r.nextToken })));
+      print(opts, all.map(lunJson), () => lunRows(all));
     }),
   );
   withCommon(lun.command("show").description("show one LUN"))
     .argument("<lun>")
-    .action(async (ref: string, o: Common) =>
-      using(o, async (c) => {
-        const l = await resolveLun(c, ref);
-        print(o, lunJson(l), () =>
+    .action(async (ref: string, opts: Common) =>
+      using(opts, async (c) => {
+        const l = await lunByRef(c, ref);
+        print(opts, lunJson(l), () =>
           showPairs([
             ["name", l.name],
             ["id", l.lunId],
@@ -347,25 +293,25 @@ function registerLun(program: Command): void {
   withCommon(lun.command("resize").description("grow or shrink a LUN"))
     .argument("<lun>")
     .argument("<size>")
-    .action(async (ref: string, size: string, o: Common) =>
-      using(o, async (c) => {
-        const l = await c.resizeLun({ lunId: (await resolveLun(c, ref)).lunId, sizeBytes: parseSize(size) });
-        print(o, lunJson(l), () => lunRows([l]));
+    .action(async (ref: string, size: string, opts: Common) =>
+      using(opts, async (c) => {
+        const l = await c.resizeLun({ lunId: (await lunByRef(c, ref)).lunId, sizeBytes: parseSize(size) });
+        print(opts, lunJson(l), () => lunRows([l]));
       }),
     );
   withCommon(lun.command("delete").description("delete a LUN (its snapshots, mappings and exports must be gone)"))
     .argument("<lun>")
-    .action(async (ref: string, o: Common) =>
-      using(o, async (c) => {
+    .action(async (ref: string, opts: Common) =>
+      using(opts, async (c) => {
         let id: string;
         try {
-          id = (await resolveLun(c, ref)).lunId;
+          id = (await lunByRef(c, ref)).lunId;
         } catch (e: unknown) {
           if (!isCode(e, "NOT_FOUND")) throw e;
           id = ref;
         }
         await c.deleteLun({ lunId: id });
-        print(o, { deleted: id }, () => `deleted LUN ${ref}\n`);
+        print(opts, { deleted: id }, () => `deleted LUN ${ref}\n`);
       }),
     );
   for (const [verb, what] of [
@@ -375,12 +321,12 @@ function registerLun(program: Command): void {
     withCommon(lun.command(verb).description(what))
       .argument("<lun>")
       .argument("<host>")
-      .action(async (lunRef: string, hostRef: string, o: Common) =>
-        using(o, async (c) => {
-          const req = { lunId: (await resolveLun(c, lunRef)).lunId, hostId: (await resolveHost(c, hostRef)).hostId };
+      .action(async (lunRef: string, hostRef: string, opts: Common) =>
+        using(opts, async (c) => {
+          const req = { lunId: (await lunByRef(c, lunRef)).lunId, hostId: (await hostByRef(c, hostRef)).hostId };
           if (verb === "map") await c.mapLun(req);
           else await c.unmapLun(req);
-          print(o, req, () => `${verb === "map" ? "mapped" : "unmapped"} LUN ${lunRef} ${verb === "map" ? "to" : "from"} host ${hostRef}\n`);
+          print(opts, req, () => `${verb === "map" ? "mapped" : "unmapped"} LUN ${lunRef} ${verb === "map" ? "to" : "from"} host ${hostRef}\n`);
         }),
       );
   }
@@ -413,24 +359,21 @@ function registerHost(program: Command): void {
     .argument("<name>")
     .option("--identity <id>", "TLS-PSK identity (default: the host name)")
     .option("--psk-file <file>", "psk file (identity:hexkey, nbdkit format): read if it exists, else created (mode 0600)")
-    .action(async (name: string, o: Common & { identity?: string; pskFile?: string }) =>
-      using(o, async (c) => {
-        const psk = await loadOrCreatePsk(o.pskFile, o.identity ?? name);
+    .action(async (name: string, opts: Common & { identity?: string; pskFile?: string }) =>
+      using(opts, async (c) => {
+        const psk = await loadOrCreatePsk(opts.pskFile, opts.identity ?? name);
         const h = await c.createHost({ name, pskIdentity: psk.identity, pskKey: psk.key });
         const out: Record<string, unknown> = plain(v1.Host, h);
         // A generated key with nowhere to go is printed once, as a psk file line.
-        if (psk.created && o.pskFile === undefined) out.psk = `${psk.identity}:${psk.key.toString("hex")}`;
-        print(o, out, () => `host ${h.name} (${h.hostId}) identity ${h.pskIdentity}${typeof out.psk === "string" ? `\npsk: ${out.psk}` : ""}\n`);
+        if (psk.created && opts.pskFile === undefined) out.psk = `${psk.identity}:${psk.key.toString("hex")}`;
+        print(opts, out, () => `host ${h.name} (${h.hostId}) identity ${h.pskIdentity}${typeof out.psk === "string" ? `\npsk: ${out.psk}` : ""}\n`);
       }),
     );
-  withCommon(host.command("list").description("list hosts")).action(async (o: Common) =>
-    using(o, async (c) => {
-      const all = await allPages(async (t) => {
-        const r = await c.listHosts({ startingToken: t });
-        return { items: r.hosts, next: r.nextToken };
-      });
+  withCommon(host.command("list").description("list hosts")).action(async (opts: Common) =>
+    using(opts, async (c) => {
+      const all = await allPages("ListHosts", (startingToken) => c.listHosts({ startingToken }).then((r) => ({ items: r.hosts, next: r.nextToken })));
       print(
-        o,
+        opts,
         all.map((h) => plain(v1.Host, h)),
         () => formatTable(["NAME", "ID", "IDENTITY", "LUNS"], all.map((h) => [h.name, h.hostId, h.pskIdentity, String(h.mappedLunIds.length)])),
       );
@@ -438,11 +381,11 @@ function registerHost(program: Command): void {
   );
   withCommon(host.command("delete").description("delete a host (unmap its LUNs and delete its exports first)"))
     .argument("<host>")
-    .action(async (ref: string, o: Common) =>
-      using(o, async (c) => {
-        const h = await resolveHost(c, ref);
+    .action(async (ref: string, opts: Common) =>
+      using(opts, async (c) => {
+        const h = await hostByRef(c, ref);
         await c.deleteHost({ hostId: h.hostId });
-        print(o, { deleted: h.hostId }, () => `deleted host ${h.name}\n`);
+        print(opts, { deleted: h.hostId }, () => `deleted host ${h.name}\n`);
       }),
     );
 }
@@ -452,13 +395,13 @@ function registerSnap(program: Command): void {
   withCommon(snap.command("create").description("snapshot one LUN, or several as one atomic group snapshot"))
     .argument("<luns...>")
     .option("--name <name>", "snapshot (or group) name; default: generated from the time")
-    .action(async (refs: string[], o: Common & { name?: string }) =>
-      using(o, async (c) => {
+    .action(async (refs: string[], opts: Common & { name?: string }) =>
+      using(opts, async (c) => {
         const ids: string[] = [];
-        for (const r of refs) ids.push((await resolveLun(c, r)).lunId);
-        const name = o.name ?? `snap-${new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "")}`;
+        for (const r of refs) ids.push((await lunByRef(c, r)).lunId);
+        const name = opts.name ?? `snap-${new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "")}`;
         const r = await c.createSnapshot({ name, lunIds: ids });
-        print(o, { groupSnapshotId: r.groupSnapshotId, snapshots: r.snapshots.map(snapJson) }, () =>
+        print(opts, { groupSnapshotId: r.groupSnapshotId, snapshots: r.snapshots.map(snapJson) }, () =>
           (r.groupSnapshotId !== "" ? `group snapshot ${r.groupSnapshotId}\n` : "") + snapRows(r.snapshots),
         );
       }),
@@ -466,22 +409,19 @@ function registerSnap(program: Command): void {
   withCommon(snap.command("list").description("list snapshots"))
     .option("--lun <lun>", "only this LUN's snapshots")
     .option("--group <id>", "only members of this group snapshot")
-    .action(async (o: Common & { lun?: string; group?: string }) =>
-      using(o, async (c) => {
-        const lunId = o.lun !== undefined ? (await resolveLun(c, o.lun)).lunId : "";
-        const all = await allPages(async (t) => {
-          const r = await c.listSnapshots({ startingToken: t, lunId, groupSnapshotId: o.group ?? "" });
-          return { items: r.snapshots, next: r.nextToken };
-        });
-        print(o, all.map(snapJson), () => snapRows(all));
+    .action(async (opts: Common & { lun?: string; group?: string }) =>
+      using(opts, async (c) => {
+        const lunId = opts.lun !== undefined ? (await lunByRef(c, opts.lun)).lunId : "";
+        const all = await allPages("ListSnapshots", (startingToken) => c.listSnapshots({ startingToken, lunId, groupSnapshotId: opts.group ?? "" }).then((r) => ({ items: r.snapshots, next: r.nextToken })));
+        print(opts, all.map(snapJson), () => snapRows(all));
       }),
     );
   withCommon(snap.command("show").description("show one snapshot"))
     .argument("<snapshot>")
-    .action(async (ref: string, o: Common) =>
-      using(o, async (c) => {
-        const s = await resolveSnapshot(c, ref);
-        print(o, snapJson(s), () =>
+    .action(async (ref: string, opts: Common) =>
+      using(opts, async (c) => {
+        const s = await snapshotByRef(c, ref);
+        print(opts, snapJson(s), () =>
           showPairs([
             ["id", s.snapshotId],
             ["name", s.name],
@@ -496,21 +436,21 @@ function registerSnap(program: Command): void {
     );
   withCommon(snap.command("delete").description("delete a snapshot, or a whole group snapshot by its group id"))
     .argument("<snapshot-or-group>")
-    .action(async (ref: string, o: Common) =>
-      using(o, async (c) => {
+    .action(async (ref: string, opts: Common) =>
+      using(opts, async (c) => {
         if (ref.startsWith("grp-")) {
           await c.deleteGroupSnapshot({ groupSnapshotId: ref });
-          print(o, { deleted: ref }, () => `deleted group snapshot ${ref}\n`);
+          print(opts, { deleted: ref }, () => `deleted group snapshot ${ref}\n`);
           return;
         }
         let id = ref;
         try {
-          id = (await resolveSnapshot(c, ref)).snapshotId;
+          id = (await snapshotByRef(c, ref)).snapshotId;
         } catch (e: unknown) {
           if (!isCode(e, "NOT_FOUND")) throw e;
         }
         await c.deleteSnapshot({ snapshotId: id });
-        print(o, { deleted: id }, () => `deleted snapshot ${id}\n`);
+        print(opts, { deleted: id }, () => `deleted snapshot ${id}\n`);
       }),
     );
 }

@@ -28,7 +28,7 @@ import { createLogger } from "../src/log.js";
 import { NbdServer } from "../src/nbd/server.js";
 import { formatNbdUri } from "../src/nbd/uri.js";
 import { describeViolation } from "../src/oracle/verify.js";
-import { connectHypervisor } from "../src/rpc/hypervisor-rpc.js";
+import { connectHypervisor } from "../src/rpc/hypervisor-service-def.js";
 import { formatSize, parseSize } from "../src/size.js";
 import { defaultEndpoint as defaultArrayEndpoint } from "./array-paths.js";
 import { defaultHypervisorDataDir, hypervisorSocketPath } from "../simulator/hypervisor/daemon.js";

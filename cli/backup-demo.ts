@@ -23,7 +23,7 @@ import { createLogger } from "../src/log.js";
 import { NbdClient } from "../src/nbd/client.js";
 import { connectArray } from "../src/rpc/array-client.js";
 import { hv1 } from "../src/rpc/hypervisor-proto.js";
-import { connectHypervisor } from "../src/rpc/hypervisor-rpc.js";
+import { connectHypervisor } from "../src/rpc/hypervisor-service-def.js";
 import { formatSize } from "../src/size.js";
 import { formatBackupSummary } from "./backup-commands.js";
 import { startArrayAndHypervisor } from "./child-daemons.js";

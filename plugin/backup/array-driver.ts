@@ -81,10 +81,3 @@ export interface ArrayDriver {
   deleteExport(exportId: string): Promise<void>;
   close(): void;
 }
-
-/** Drains an extent stream (diffs are O(changed extents), so they fit in memory). */
-export async function collectExtents(it: AsyncIterable<TypedExtent>): Promise<TypedExtent[]> {
-  const out: TypedExtent[] = [];
-  for await (const e of it) out.push(e);
-  return out;
-}

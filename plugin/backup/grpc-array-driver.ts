@@ -7,15 +7,16 @@
  */
 import { CbtUnavailableError, NotFoundError, SanboxError, UnsupportedError } from "../../src/errors.js";
 import { connectArray, type ArrayClient, type ArrayClientOptions } from "../../src/rpc/array-client.js";
+import type { ArrayReply } from "../../src/rpc/array-service-def.js";
 import { resumableExtents, type TypedExtent } from "../../src/rpc/block-stream.js";
-import type { Reply } from "../../src/rpc/methods.js";
+import { allPages, pagedItems } from "../../src/rpc/paging.js";
 import type { ArrayDriver, ArrayFacts, ExportHandle, LunInfo, SnapshotInfo, SnapshotSet } from "./array-driver.js";
 
-function lunInfo(l: Reply<"getLun">): LunInfo {
+function lunInfo(l: ArrayReply<"getLun">): LunInfo {
   return { id: l.lunId, name: l.name, naa: l.naa.toLowerCase(), size: l.sizeBytes };
 }
 
-function snapInfo(s: Reply<"getSnapshot">): SnapshotInfo {
+function snapInfo(s: ArrayReply<"getSnapshot">): SnapshotInfo {
   return { id: s.snapshotId, name: s.name, lunId: s.lunId, lunName: s.lunName, size: s.sizeBytes, groupId: s.groupSnapshotId };
 }
 
@@ -44,13 +45,9 @@ export class GrpcArrayDriver implements ArrayDriver {
     if (ref.id !== undefined) return lunInfo(await this.client.getLun({ lunId: ref.id }));
     if (ref.name !== undefined) return lunInfo(await this.client.getLun({ name: ref.name }));
     const naa = (ref.naa ?? "").toLowerCase();
-    let token = "";
-    do {
-      const page = await this.client.listLuns({ startingToken: token });
-      const hit = page.luns.find((l) => l.naa.toLowerCase() === naa);
-      if (hit) return lunInfo(hit);
-      token = page.nextToken;
-    } while (token !== "");
+    // Page by page, stopping at the hit: most lookups end on the first page.
+    const luns = pagedItems("ListLuns", (startingToken) => this.client.listLuns({ startingToken }).then((r) => ({ items: r.luns, next: r.nextToken })));
+    for await (const l of luns) if (l.naa.toLowerCase() === naa) return lunInfo(l);
     throw new NotFoundError(`no array LUN has NAA id ${naa}`);
   }
 
@@ -67,12 +64,10 @@ export class GrpcArrayDriver implements ArrayDriver {
   /** Deletes the snapshot (or group) and, first, any local exports of its members. */
   async deleteSnapshot(set: { groupId: string; members: readonly { id: string }[] }): Promise<void> {
     const ids = new Set(set.members.map((m) => m.id));
-    let token = "";
-    do {
-      const page = await this.client.listExports({ startingToken: token });
-      for (const e of page.exports) if (ids.has(e.snapshotId)) await this.client.deleteExport({ exportId: e.exportId });
-      token = page.nextToken;
-    } while (token !== "");
+    // The whole list first: deleting between pages would skip exports on an
+    // array whose tokens are positions (CSI leaves tokens opaque).
+    const exports = await allPages("ListExports", (startingToken) => this.client.listExports({ startingToken }).then((r) => ({ items: r.exports, next: r.nextToken })));
+    for (const e of exports) if (ids.has(e.snapshotId)) await this.client.deleteExport({ exportId: e.exportId });
     if (set.groupId !== "") {
       await this.client.deleteGroupSnapshot({ groupSnapshotId: set.groupId });
       return;
@@ -81,14 +76,8 @@ export class GrpcArrayDriver implements ArrayDriver {
   }
 
   async listSnapshots(lunId: string): Promise<SnapshotInfo[]> {
-    const out: SnapshotInfo[] = [];
-    let token = "";
-    do {
-      const page = await this.client.listSnapshots({ lunId, startingToken: token });
-      out.push(...page.snapshots.map(snapInfo));
-      token = page.nextToken;
-    } while (token !== "");
-    return out;
+    const all = await allPages("ListSnapshots", (startingToken) => this.client.listSnapshots({ lunId, startingToken }).then((r) => ({ items: r.snapshots, next: r.nextToken })));
+    return all.map(snapInfo);
   }
 
   async *changedExtents(baseSnapshotId: string, targetSnapshotId: string): AsyncIterable<TypedExtent> {

@@ -9,7 +9,7 @@
 import type { VmInfo } from "../../src/datastore/vm-files.js";
 import { FailedPreconditionError } from "../../src/errors.js";
 import { hv1 } from "../../src/rpc/hypervisor-proto.js";
-import type { Decoded } from "../../src/rpc/methods.js";
+import type { Decoded } from "../../src/rpc/service.js";
 
 export interface DiskLayout {
   name: string;

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { InvalidArgumentError } from "../../src/errors.js";
 import { NbdClient, type ClientOptions } from "../../src/nbd/client.js";
 import type { ArrayClient } from "../../src/rpc/array-client.js";
-import type { Decoded } from "../../src/rpc/methods.js";
+import type { Decoded } from "../../src/rpc/service.js";
 import type { v1 } from "../../src/rpc/proto.js";
 import { SkipCheck } from "./assert.js";
 import type { ResourceTracker } from "./tracker.js";

@@ -2,7 +2,7 @@
  * Flat views of CBT streams for the checks: the extents of every message in
  * order, the union of their ranges, and range coverage queries. Pure functions.
  */
-import type { Decoded } from "../../src/rpc/methods.js";
+import type { Decoded } from "../../src/rpc/service.js";
 import { v1 } from "../../src/rpc/proto.js";
 
 export type Message = Decoded<v1.IBlockMetadataResponse>;

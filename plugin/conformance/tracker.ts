@@ -14,21 +14,10 @@
 import { SanboxError, errorMessage } from "../../src/errors.js";
 import type { NbdClient } from "../../src/nbd/client.js";
 import type { ArrayClient } from "../../src/rpc/array-client.js";
+import { allPages } from "../../src/rpc/paging.js";
 
 function isNotFound(e: unknown): boolean {
   return e instanceof SanboxError && e.code === "NOT_FOUND";
-}
-
-async function listAll<T>(fetch: (token: string) => Promise<{ items: T[]; next: string }>): Promise<T[]> {
-  const out: T[] = [];
-  let token = "";
-  for (let i = 0; i < 1000; i++) {
-    const p = await fetch(token);
-    out.push(...p.items);
-    if (p.next === "") break;
-    token = p.next;
-  }
-  return out;
 }
 
 export class ResourceTracker {
@@ -70,7 +59,7 @@ export class ResourceTracker {
     }
     for (const hostId of this.hosts.splice(0).reverse()) {
       try {
-        const exps = await listAll((t) => array.listExports({ hostId, startingToken: t }).then((r) => ({ items: r.exports, next: r.nextToken })));
+        const exps = await allPages("ListExports", (startingToken) => array.listExports({ hostId, startingToken }).then((r) => ({ items: r.exports, next: r.nextToken })));
         for (const e of exps) await array.deleteExport({ exportId: e.exportId });
         await array.deleteHost({ hostId });
       } catch (e: unknown) {
@@ -88,9 +77,9 @@ export class ResourceTracker {
       if (isNotFound(e)) return;
       throw e;
     }
-    const exps = await listAll((t) => array.listExports({ startingToken: t }).then((r) => ({ items: r.exports, next: r.nextToken })));
+    const exps = await allPages("ListExports", (startingToken) => array.listExports({ startingToken }).then((r) => ({ items: r.exports, next: r.nextToken })));
     for (const e of exps) if (e.lunId === lunId) await array.deleteExport({ exportId: e.exportId });
-    const snaps = await listAll((t) => array.listSnapshots({ lunId, startingToken: t }).then((r) => ({ items: r.snapshots, next: r.nextToken })));
+    const snaps = await allPages("ListSnapshots", (startingToken) => array.listSnapshots({ lunId, startingToken }).then((r) => ({ items: r.snapshots, next: r.nextToken })));
     const groups = new Set<string>();
     for (const s of snaps.reverse()) {
       if (s.groupSnapshotId !== "") groups.add(s.groupSnapshotId);

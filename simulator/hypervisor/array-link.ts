@@ -7,11 +7,12 @@
  * and connecting to the URI the array answers with. `--host`/TLS-PSK masking is
  * not used here: the hypervisor is the array's local host on its Unix socket.
  */
-import { NotFoundError, SanboxError } from "../../src/errors.js";
+import { NotFoundError } from "../../src/errors.js";
 import { NbdClient } from "../../src/nbd/client.js";
-import type { ArrayClient } from "../../src/rpc/array-client.js";
-import type { Decoded } from "../../src/rpc/methods.js";
+import { lunByRef, type ArrayClient } from "../../src/rpc/array-client.js";
+import { allPages } from "../../src/rpc/paging.js";
 import type { v1 } from "../../src/rpc/proto.js";
+import type { Decoded } from "../../src/rpc/service.js";
 
 export type LunInfo = Decoded<v1.ILun>;
 
@@ -19,24 +20,12 @@ export class ArrayLink {
   constructor(readonly array: ArrayClient) {}
 
   /** A LUN by name, else by id. */
-  async lun(ref: string): Promise<LunInfo> {
-    try {
-      return await this.array.getLun({ name: ref });
-    } catch (e: unknown) {
-      if (!(e instanceof SanboxError) || (e.code !== "NOT_FOUND" && e.code !== "INVALID_ARGUMENT")) throw e;
-    }
-    return this.array.getLun({ lunId: ref });
+  lun(ref: string): Promise<LunInfo> {
+    return lunByRef(this.array, ref);
   }
 
-  async luns(): Promise<LunInfo[]> {
-    const out: LunInfo[] = [];
-    let token = "";
-    do {
-      const r = await this.array.listLuns({ startingToken: token });
-      out.push(...r.luns);
-      token = r.nextToken;
-    } while (token !== "");
-    return out;
+  luns(): Promise<LunInfo[]> {
+    return allPages("ListLuns", (startingToken) => this.array.listLuns({ startingToken }).then((r) => ({ items: r.luns, next: r.nextToken })));
   }
 
   /** The LUN an RDM mapping file names, by NAA id (case-insensitive). */

@@ -19,7 +19,7 @@ import { createLogger, type Logger } from "../../src/log.js";
 import { lockDirectory } from "../../src/pid-lock.js";
 import { connectArray } from "../../src/rpc/array-client.js";
 import type { RpcEndpoint } from "../../src/rpc/endpoint.js";
-import { serveHypervisor } from "../../src/rpc/hypervisor-rpc.js";
+import { serveHypervisor } from "../../src/rpc/hypervisor-service-def.js";
 import { ArrayLink } from "./array-link.js";
 import { Hypervisor } from "./hypervisor.js";
 import { hypervisorService } from "./hypervisor-service.js";

@@ -4,7 +4,7 @@
  */
 import { InvalidArgumentError } from "../../src/errors.js";
 import { hv1 } from "../../src/rpc/hypervisor-proto.js";
-import type { HypervisorServiceImpl } from "../../src/rpc/hypervisor-rpc.js";
+import type { HypervisorServiceImpl } from "../../src/rpc/hypervisor-service-def.js";
 import type { DiskView, Hypervisor, NewDisk, VmView } from "./hypervisor.js";
 import type { RuntimeStatus } from "./vm-runtime.js";
 

@@ -1,140 +1,74 @@
 /**
- * A typed, promise-based ArrayService client over grpc-js: unary calls return
- * promises of decoded messages, streaming calls are async iterables, and every
- * failure is the SanboxError the server threw (status.ts). This is the default
- * array driver of the backup plugin.
+ * The ArrayService client: the generic typed client (client.ts) over the
+ * ArrayService table, plus how a client resolves what a user names. This is
+ * the default array driver of the backup plugin, and what the CLI and the
+ * hypervisor use.
  *
- *   const array = ArrayClient.connect({ endpoint: "unix:/…/array.sock", token });
+ *   const array = connectArray({ endpoint: "unix:/…/array.sock", token });
  *   const lun = await array.createLun({ name: "db", sizeBytes: 1 << 30 });
  *   for await (const m of array.getChangedBlocks({ baseSnapshotId, targetSnapshotId })) …
  *   array.close();
+ *
+ * References: users name LUNs, snapshots and hosts by name or by id. The
+ * contract looks LUNs up by either (GetLun), snapshots only by id, hosts by
+ * neither; the *ByRef helpers try the direct lookup first and fall back, so a
+ * name that happens to look like an id still resolves, and every caller
+ * resolves a reference the same way.
  */
-import { Client, credentials, Metadata, type CallOptions as GrpcCallOptions, type ServiceError } from "@grpc/grpc-js";
-import { CancelledError } from "../errors.js";
-import { AUTHORIZATION } from "./auth.js";
-import { grpcAddress, parseEndpoint, type RpcEndpoint } from "./endpoint.js";
-import { METHODS, type ArrayApi, type CallOptions, type MethodName } from "./methods.js";
-import { SERVICE_NAME } from "./proto.js";
-import { errorFromStatus, isServiceError } from "./status.js";
+import { NotFoundError, SanboxError } from "../errors.js";
+import { ARRAY_SERVICE, type ArrayService } from "./array-service-def.js";
+import { connect, type ConnectOptions, type ServiceClient } from "./client.js";
+import { allPages } from "./paging.js";
+import type { v1 } from "./proto.js";
+import type { Decoded } from "./service.js";
 
-export interface ArrayClientOptions {
-  /** unix:PATH, HOST:PORT (plaintext) or tls:HOST:PORT. */
-  endpoint: string | RpcEndpoint;
-  token?: string;
-  /** PEM CA certificate(s) for tls: endpoints; default: the system roots. */
-  ca?: Buffer;
-}
+export type ArrayClientOptions = ConnectOptions;
 
-interface AnyCodec {
-  encode(x: unknown): { finish(): Uint8Array };
-  decode(b: Uint8Array): unknown;
-}
-
-function fromGrpcError(e: unknown): Error {
-  if (isServiceError(e)) return errorFromStatus(e.code, e.details, e.metadata);
-  return e instanceof Error ? e : new Error(String(e));
-}
-
-export interface ArrayClient extends ArrayApi {
-  close(): void;
-  readonly endpoint: RpcEndpoint;
-}
-
-class GrpcArrayClient {
-  readonly endpoint: RpcEndpoint;
-  private readonly client: Client;
-  private readonly token: string | undefined;
-
-  constructor(opts: ArrayClientOptions) {
-    this.endpoint = typeof opts.endpoint === "string" ? parseEndpoint(opts.endpoint) : opts.endpoint;
-    this.token = opts.token;
-    const creds = this.endpoint.kind === "tcp" && this.endpoint.tls ? credentials.createSsl(opts.ca ?? null) : credentials.createInsecure();
-    this.client = new Client(grpcAddress(this.endpoint), creds, {
-      "grpc.max_receive_message_length": 16 * 1024 * 1024,
-    });
-  }
-
-  close(): void {
-    this.client.close();
-  }
-
-  private metadata(): Metadata {
-    const md = new Metadata();
-    if (this.token !== undefined) md.set(AUTHORIZATION, `Bearer ${this.token}`);
-    return md;
-  }
-
-  private grpcOptions(opts: CallOptions | undefined): GrpcCallOptions {
-    return opts?.timeoutMs !== undefined ? { deadline: Date.now() + opts.timeoutMs } : {};
-  }
-
-  unary(key: MethodName, req: unknown, opts: CallOptions | undefined): Promise<unknown> {
-    const spec = METHODS[key];
-    const request = spec.request as unknown as AnyCodec;
-    const response = spec.response as unknown as AnyCodec;
-    if (opts?.signal?.aborted === true) return Promise.reject(new CancelledError());
-    return new Promise((resolve, reject) => {
-      const call = this.client.makeUnaryRequest(
-        `/${SERVICE_NAME}/${spec.name}`,
-        (v: unknown) => Buffer.from(request.encode(v).finish()),
-        (b: Buffer) => response.decode(b),
-        req,
-        this.metadata(),
-        this.grpcOptions(opts),
-        (err: ServiceError | null, value?: unknown) => {
-          opts?.signal?.removeEventListener("abort", onAbort);
-          if (err) reject(fromGrpcError(err));
-          else resolve(value);
-        },
-      );
-      const onAbort = (): void => call.cancel();
-      opts?.signal?.addEventListener("abort", onAbort, { once: true });
-    });
-  }
-
-  async *stream(key: MethodName, req: unknown, opts: CallOptions | undefined): AsyncIterable<unknown> {
-    const spec = METHODS[key];
-    const request = spec.request as unknown as AnyCodec;
-    const response = spec.response as unknown as AnyCodec;
-    const call = this.client.makeServerStreamRequest(
-      `/${SERVICE_NAME}/${spec.name}`,
-      (v: unknown) => Buffer.from(request.encode(v).finish()),
-      (b: Buffer) => response.decode(b),
-      req,
-      this.metadata(),
-      this.grpcOptions(opts),
-    );
-    const onAbort = (): void => call.cancel();
-    opts?.signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      for await (const msg of call as AsyncIterable<unknown>) yield msg;
-    } catch (e: unknown) {
-      throw fromGrpcError(e);
-    } finally {
-      opts?.signal?.removeEventListener("abort", onAbort);
-      call.cancel();
-    }
-  }
-}
+export type ArrayClient = ServiceClient<ArrayService>;
 
 /** Connects lazily (the first call opens the channel). */
-export function connectArray(opts: ArrayClientOptions): ArrayClient {
-  const c = new GrpcArrayClient(opts);
-  const api: Record<string, unknown> = {
-    close: () => c.close(),
-    endpoint: c.endpoint,
-  };
-  for (const key of Object.keys(METHODS) as MethodName[]) {
-    api[key] = METHODS[key].stream
-      ? (req: unknown, o?: CallOptions) => c.stream(key, req, o)
-      : (req: unknown, o?: CallOptions) => c.unary(key, req, o);
-  }
-  return api as unknown as ArrayClient;
+export function connectArray(options: ArrayClientOptions): ArrayClient {
+  return connect(ARRAY_SERVICE, options);
 }
 
-/** Drains a block-metadata stream into one list (small diffs, tests, the CLI). */
-export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of it) out.push(x);
-  return out;
+/**
+ * `first()`, or `fallback()` when the array says there is no such object or it
+ * rejects the reference's form (an id where a name was expected, or the reverse).
+ */
+async function orElse<T>(first: () => Promise<T>, fallback: () => Promise<T>): Promise<T> {
+  try {
+    return await first();
+  } catch (e: unknown) {
+    if (!(e instanceof SanboxError) || (e.code !== "NOT_FOUND" && e.code !== "INVALID_ARGUMENT")) throw e;
+  }
+  return fallback();
+}
+
+/** A LUN by name, else by id. */
+export function lunByRef(array: ArrayClient, ref: string): Promise<Decoded<v1.ILun>> {
+  return orElse(
+    () => array.getLun({ name: ref }),
+    () => array.getLun({ lunId: ref }),
+  );
+}
+
+/** A snapshot by id, else by name (ListSnapshots: the contract has no lookup by name). */
+export function snapshotByRef(array: ArrayClient, ref: string): Promise<Decoded<v1.ISnapshot>> {
+  return orElse(
+    () => array.getSnapshot({ snapshotId: ref }),
+    async () => {
+      const all = await allPages("ListSnapshots", (startingToken) => array.listSnapshots({ startingToken }).then((r) => ({ items: r.snapshots, next: r.nextToken })));
+      const hit = all.find((s) => s.name === ref);
+      if (!hit) throw new NotFoundError(`snapshot "${ref}" not found`);
+      return hit;
+    },
+  );
+}
+
+/** A host by name or id (ListHosts: the contract has no host lookup). */
+export async function hostByRef(array: ArrayClient, ref: string): Promise<Decoded<v1.IHost>> {
+  const all = await allPages("ListHosts", (startingToken) => array.listHosts({ startingToken }).then((r) => ({ items: r.hosts, next: r.nextToken })));
+  const hit = all.find((h) => h.name === ref || h.hostId === ref);
+  if (!hit) throw new NotFoundError(`host "${ref}" not found`);
+  return hit;
 }

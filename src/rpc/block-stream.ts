@@ -7,7 +7,7 @@
  * byte range exactly once, ascending and without overlap.
  */
 import { SanboxError } from "../errors.js";
-import type { CallOptions, Decoded } from "./methods.js";
+import type { CallOptions, Decoded } from "./service.js";
 import { v1 } from "./proto.js";
 
 export interface TypedExtent {

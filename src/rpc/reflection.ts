@@ -5,8 +5,9 @@
  * grpcui) can list the services and describe every message without a copy of
  * the .proto. The schema served is the checked-in contract itself,
  * proto/sanbox/array/v1/array.proto or proto/sanbox/hypervisor/v1/hypervisor.proto,
- * read at start-up; the codecs in ./generated come from the same files, so the
- * two cannot drift apart short of a stale build.
+ * read at start-up (every file of the services one server serves, server.ts);
+ * the codecs in ./generated come from the same files, so the two cannot drift
+ * apart short of a stale build.
  *
  * Reflection needs no bearer token: the reflection service is added next to the
  * service, not through the per-method handlers that call BearerAuth, and it only
@@ -23,23 +24,25 @@ import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { packageRoot } from "../package-root.js";
 
-/** One parse per .proto and process: the in-process test servers call serve* many times. */
+/** One parse per set of .proto files and process: the in-process test servers call serve many times. */
 const cache = new Map<string, ReflectionService>();
 
 /**
  * Registers ServerReflection (v1 and v1alpha) on `server`, describing
- * `protoFile`, a path below proto/ such as "sanbox/array/v1/array.proto".
- * Call it before `bindAsync`, like `addService`.
+ * `protoFiles`, paths below proto/ such as "sanbox/array/v1/array.proto".
+ * A server has one reflection service, so a server of several services passes
+ * all their files at once. Call it before `bindAsync`, like `addService`.
  */
-export function addReflection(server: Server, protoFile: string): void {
-  let service = cache.get(protoFile);
+export function addReflection(server: Server, protoFiles: readonly string[]): void {
+  const key = [...protoFiles].sort().join("\n");
+  let service = cache.get(key);
   if (service === undefined) {
     // keepCase: descriptors built from camelCased fields would show tools
     // `lunId` where the contract says `lun_id`. Other loader options only shape
     // decoded objects, which reflection never produces.
-    const definition = loadSync(protoFile, { includeDirs: [join(packageRoot(), "proto")], keepCase: true });
+    const definition = loadSync([...protoFiles], { includeDirs: [join(packageRoot(), "proto")], keepCase: true });
     service = new ReflectionService(definition);
-    cache.set(protoFile, service);
+    cache.set(key, service);
   }
   service.addToServer(server);
 }

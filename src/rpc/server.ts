@@ -1,8 +1,19 @@
 /**
- * Serves an ArrayServiceImpl over grpc-js. Each handler checks the bearer token,
- * runs the implementation, and maps a thrown error through status.ts. Streaming
- * handlers respect backpressure (await 'drain') and stop when the client cancels.
- * Server reflection of array.proto rides along, unauthenticated (reflection.ts).
+ * One grpc-js server for one or more services (serve), each given as a
+ * (definition, implementation) pair made with `implement`. The array serves
+ * ArrayService alone, the hypervisor HypervisorService; a CSI driver would
+ * serve Identity, Controller, GroupController and SnapshotMetadata on one
+ * socket, as CSI requires of a plugin endpoint.
+ *
+ * Every method handler, whatever the service:
+ *  - checks the bearer token first (auth.ts), so an unauthenticated call runs
+ *    no implementation code;
+ *  - maps a thrown error through status.ts (SanboxError -> gRPC code plus the
+ *    `sanbox-reason` trailer; anything else INTERNAL);
+ *  - for streams, respects backpressure (awaits 'drain') and stops when the
+ *    client cancels; `ctx.signal` tells the implementation the same.
+ * Server reflection of the services' .proto files rides along, unauthenticated
+ * (reflection.ts): it reveals the public schema, never data.
  *
  * Transport security: a Unix socket is local (file permissions guard it). TCP
  * needs TLS (a certificate and key) plus a bearer token, unless the caller
@@ -23,9 +34,8 @@ import { InvalidArgumentError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { BearerAuth } from "./auth.js";
 import { formatEndpoint, grpcAddress, type RpcEndpoint } from "./endpoint.js";
-import { METHODS, type ArrayServiceImpl, type CallContext, type MethodName } from "./methods.js";
 import { addReflection } from "./reflection.js";
-import { ARRAY_SERVICE } from "./service-definition.js";
+import { MAX_MESSAGE_BYTES, type CallContext, type Impl, type ServiceDef } from "./service.js";
 import { toStatus } from "./status.js";
 
 export interface RpcServerOptions {
@@ -45,38 +55,43 @@ export interface RunningRpcServer {
   close(): Promise<void>;
 }
 
+/** A service and what implements it; made by `implement`, which checks that the two match. */
+export interface Implementation {
+  readonly service: ServiceDef;
+  readonly impl: object;
+}
+
+export function implement<D extends ServiceDef>(service: D, impl: Impl<D>): Implementation {
+  return { service, impl };
+}
+
 type UnaryFn = (req: unknown, ctx: CallContext) => Promise<unknown>;
 type StreamFn = (req: unknown, ctx: CallContext) => AsyncIterable<unknown>;
 
-export async function serveArray(impl: ArrayServiceImpl, opts: RpcServerOptions): Promise<RunningRpcServer> {
-  const log = opts.log ?? createLogger("rpc");
-  const tls = opts.endpoint.kind === "tcp" ? opts.tls : undefined;
-  if (opts.endpoint.kind === "tcp" && opts.insecure !== true && (tls === undefined || opts.token === undefined)) {
+export async function serve(services: readonly Implementation[], options: RpcServerOptions): Promise<RunningRpcServer> {
+  const log = options.log ?? createLogger("rpc");
+  if (services.length === 0) throw new InvalidArgumentError("serve: no services");
+  const tls = options.endpoint.kind === "tcp" ? options.tls : undefined;
+  if (options.endpoint.kind === "tcp" && options.insecure !== true && (tls === undefined || options.token === undefined)) {
     throw new InvalidArgumentError("gRPC over TCP needs TLS (--tls-cert, --tls-key) and a bearer token (--token-file), or --insecure");
   }
-  const auth = new BearerAuth(opts.token);
-  const server = new Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024 });
-  const handlers: UntypedServiceImplementation = {};
-  const table = impl as unknown as Record<MethodName, UnaryFn | StreamFn>;
-  for (const key of Object.keys(METHODS) as MethodName[]) {
-    const spec = METHODS[key];
-    const fn = table[key].bind(impl);
-    if (spec.stream) handlers[key] = streamHandler(spec.name, fn as StreamFn, auth, log);
-    else handlers[key] = unaryHandler(spec.name, fn as UnaryFn, auth, log);
-  }
-  server.addService(ARRAY_SERVICE, handlers);
-  addReflection(server, "sanbox/array/v1/array.proto"); // schema only, no token (reflection.ts)
+  const auth = new BearerAuth(options.token);
+  const server = new Server({ "grpc.max_receive_message_length": MAX_MESSAGE_BYTES });
+  for (const { service, impl } of services) server.addService(service.grpc, handlers(service, impl, auth, log));
+  // One reflection service describes every file: it can be registered only once.
+  addReflection(server, [...new Set(services.map((s) => s.service.protoFile))]);
 
-  if (opts.endpoint.kind === "unix") {
-    mkdirSync(dirname(opts.endpoint.path), { recursive: true });
-    rmSync(opts.endpoint.path, { force: true });
+  if (options.endpoint.kind === "unix") {
+    mkdirSync(dirname(options.endpoint.path), { recursive: true });
+    rmSync(options.endpoint.path, { force: true });
   }
   const port = await new Promise<number>((resolve, reject) => {
     const creds = tls ? ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : ServerCredentials.createInsecure();
-    server.bindAsync(grpcAddress(opts.endpoint), creds, (e, p) => (e ? reject(e) : resolve(p)));
+    server.bindAsync(grpcAddress(options.endpoint), creds, (e, p) => (e ? reject(e) : resolve(p)));
   });
-  const endpoint: RpcEndpoint = opts.endpoint.kind === "tcp" ? { ...opts.endpoint, port, tls: tls !== undefined } : opts.endpoint;
-  log.debug(`gRPC ArrayService on ${formatEndpoint(endpoint)}`);
+  const endpoint: RpcEndpoint = options.endpoint.kind === "tcp" ? { ...options.endpoint, port, tls: tls !== undefined } : options.endpoint;
+  const names = services.map((s) => s.service.fullName.slice(s.service.fullName.lastIndexOf(".") + 1));
+  log.debug(`gRPC ${names.join(", ")} on ${formatEndpoint(endpoint)}`);
   return {
     endpoint,
     close: () =>
@@ -89,6 +104,19 @@ export async function serveArray(impl: ArrayServiceImpl, opts: RpcServerOptions)
         });
       }),
   };
+}
+
+function handlers(service: ServiceDef, impl: object, auth: BearerAuth, log: Logger): UntypedServiceImplementation {
+  // `implement` checked impl against the table; here the methods are looked up by key.
+  const table = impl as Record<string, UnaryFn | StreamFn>;
+  const out: UntypedServiceImplementation = {};
+  for (const [key, spec] of Object.entries(service.methods)) {
+    const method = table[key];
+    if (method === undefined) throw new InvalidArgumentError(`${service.fullName}: no implementation of ${spec.name}`);
+    const fn = method.bind(impl);
+    out[key] = spec.stream ? streamHandler(spec.name, fn as StreamFn, auth, log) : unaryHandler(spec.name, fn as UnaryFn, auth, log);
+  }
+  return out;
 }
 
 function context(call: { getPeer(): string; on(ev: "cancelled", f: () => void): unknown }): { ctx: CallContext; abort: AbortController } {

@@ -6,7 +6,8 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { NbdClient } from "../../src/nbd/client.js";
-import { connectArray, collect } from "../../src/rpc/array-client.js";
+import { connectArray } from "../../src/rpc/array-client.js";
+import { collect } from "../../src/rpc/client.js";
 import { startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
 import { tempDir } from "../support/tools.js";
 

@@ -13,8 +13,8 @@ import { loadSync, type MethodDefinition } from "@grpc/proto-loader";
 import descriptor from "protobufjs/ext/descriptor.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectArray } from "../../src/rpc/array-client.js";
-import { HYPERVISOR_METHODS } from "../../src/rpc/hypervisor-rpc.js";
-import { METHODS } from "../../src/rpc/methods.js";
+import { METHODS } from "../../src/rpc/array-service-def.js";
+import { HYPERVISOR_METHODS } from "../../src/rpc/hypervisor-service-def.js";
 import { startArrayDaemon, startArrayFixture, type ArrayFixture } from "../support/array-daemon.js";
 import { startHypervisor, type HypervisorDaemon } from "../support/hypervisor-daemon.js";
 

@@ -14,7 +14,7 @@ import { CbtUnavailableError, IoError, UnsupportedError } from "../../src/errors
 import type { StopName } from "../../src/failpoints.js";
 import type { TypedExtent } from "../../src/rpc/block-stream.js";
 import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
-import type { HypervisorClient } from "../../src/rpc/hypervisor-rpc.js";
+import type { HypervisorClient } from "../../src/rpc/hypervisor-service-def.js";
 import type { ArrayFacts, SnapshotSet } from "../../plugin/backup/array-driver.js";
 import { runBackup } from "../../plugin/backup/backup-run.js";
 import { GrpcArrayDriver } from "../../plugin/backup/grpc-array-driver.js";

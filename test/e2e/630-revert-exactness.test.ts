@@ -14,7 +14,7 @@ import { Datastore } from "../../src/datastore/datastore.js";
 import { totalLength } from "../../src/extents/index.js";
 import { NbdClient } from "../../src/nbd/client.js";
 import type { ArrayClient } from "../../src/rpc/array-client.js";
-import { collectExtents } from "../../plugin/backup/array-driver.js";
+import { collect } from "../../src/rpc/client.js";
 import { copyExtents } from "../../plugin/backup/copy-extents.js";
 import { ExportReader } from "../../plugin/backup/export-reader.js";
 import { GrpcArrayDriver } from "../../plugin/backup/grpc-array-driver.js";
@@ -80,7 +80,7 @@ describe("revert exactness against array snapshots", () => {
     const c2 = await NbdClient.connect(e2.uri);
     const ds1 = await Datastore.open(new NbdDevice(c1, false), { readOnly: true });
     const ds2 = await Datastore.open(new NbdDevice(c2, false), { readOnly: true });
-    const changed = (await collectExtents(array.changedExtents(s1.snapshotId, s2.snapshotId))).map((e) => ({ offset: e.offset, length: e.length }));
+    const changed = (await collect(array.changedExtents(s1.snapshotId, s2.snapshotId))).map((e) => ({ offset: e.offset, length: e.length }));
     const state = async (d2: Datastore, path: string): Promise<FileState> =>
       (await d2.exists(path)) ? { map: await d2.extentMap(path), size: (await d2.stat(path)).size } : { map: [], size: 0 };
     try {

@@ -14,7 +14,7 @@ import type { Nbdkit } from "../../src/nbdkit/nbdkit.js";
 import { startFaultFront } from "../../src/nbdkit/fault-front.js";
 import type { Logger } from "../../src/log.js";
 import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
-import type { HypervisorClient } from "../../src/rpc/hypervisor-rpc.js";
+import type { HypervisorClient } from "../../src/rpc/hypervisor-service-def.js";
 import type { ExportHandle } from "../../plugin/backup/array-driver.js";
 import { runBackup } from "../../plugin/backup/backup-run.js";
 import { GrpcArrayDriver } from "../../plugin/backup/grpc-array-driver.js";

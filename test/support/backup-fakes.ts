@@ -8,7 +8,7 @@
  */
 import { CbtUnavailableError, NotFoundError, UnsupportedError } from "../../src/errors.js";
 import type { Logger } from "../../src/log.js";
-import type { Decoded } from "../../src/rpc/methods.js";
+import type { Decoded } from "../../src/rpc/service.js";
 import { hv1 } from "../../src/rpc/hypervisor-proto.js";
 import type { ArrayDriver, ArrayFacts, ExportHandle, LunInfo, SnapshotInfo, SnapshotSet, TypedExtent } from "../../plugin/backup/array-driver.js";
 import type { HypervisorPort } from "../../plugin/backup/backup-run.js";

@@ -4,7 +4,7 @@
  */
 import { execa } from "execa";
 import { sanboxBin } from "../../src/package-root.js";
-import { connectHypervisor, type HypervisorClient } from "../../src/rpc/hypervisor-rpc.js";
+import { connectHypervisor, type HypervisorClient } from "../../src/rpc/hypervisor-service-def.js";
 import { TOOL_ENV } from "./tools.js";
 
 

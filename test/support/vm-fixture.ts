@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
-import { connectHypervisor, type HypervisorClient } from "../../src/rpc/hypervisor-rpc.js";
+import { connectHypervisor, type HypervisorClient } from "../../src/rpc/hypervisor-service-def.js";
 import { startArrayDaemon, type ArrayDaemon } from "./array-daemon.js";
 import { startHypervisor, type HypervisorDaemon } from "./hypervisor-daemon.js";
 import { tempDir } from "./tools.js";

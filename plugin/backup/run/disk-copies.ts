@@ -17,7 +17,8 @@
 import { Datastore } from "../../../src/datastore/datastore.js";
 import { CbtUnavailableError, FailedPreconditionError } from "../../../src/errors.js";
 import { normalize, totalLength, type Extent } from "../../../src/extents/index.js";
-import { collectExtents, type TypedExtent } from "../array-driver.js";
+import { collect } from "../../../src/rpc/client.js";
+import type { TypedExtent } from "../array-driver.js";
 import { copyExtents, type CopyStats } from "../copy-extents.js";
 import type { DiskIndex, PointDisk } from "../repository/catalog.js";
 import { planRevert, type FileState } from "../revert-plan.js";
@@ -61,7 +62,7 @@ export async function backupRdms(run: RunState, found: Discovery, atT1: AtT1): P
     let extents: TypedExtent[] | undefined;
     if (parent !== undefined && previousDisk(parent, d) !== undefined && prevSnap !== undefined) {
       try {
-        extents = await retry(run, "changed blocks", () => collectExtents(run.array.changedExtents(prevSnap.snapshotId, snap.id)));
+        extents = await retry(run, "changed blocks", () => collect(run.array.changedExtents(prevSnap.snapshotId, snap.id)));
         base = await run.repo.index(parent, d.name);
         changedBytes += extents.reduce((n, e) => n + e.length, 0);
       } catch (e: unknown) {
@@ -69,7 +70,7 @@ export async function backupRdms(run: RunState, found: Discovery, atT1: AtT1): P
         run.log.warn(`RDM ${d.name}: ${e.message}; reading it in full`);
       }
     }
-    extents ??= await retry(run, "allocated blocks", () => collectExtents(run.array.allocatedExtents(snap.id)));
+    extents ??= await retry(run, "allocated blocks", () => collect(run.array.allocatedExtents(snap.id)));
     const image = atT1.point.image(base);
     const job = {
       copies: extents.filter((e) => e.type === "DATA").map((e) => ({ srcOffset: e.offset, dstOffset: e.offset, length: e.length })),
@@ -96,7 +97,7 @@ export async function backupVmdks(run: RunState, found: Discovery, atT1: AtT1, a
   let changedBytes = 0;
   if (prevDsSnap !== undefined && atT1.vmdks.some((w) => previousDisk(parent, w.disk) !== undefined)) {
     try {
-      sinceBase = lunRanges(await retry(run, "changed blocks", () => collectExtents(run.array.changedExtents(prevDsSnap.snapshotId, s2Snap.id))));
+      sinceBase = lunRanges(await retry(run, "changed blocks", () => collect(run.array.changedExtents(prevDsSnap.snapshotId, s2Snap.id))));
       changedBytes += totalLength(sinceBase);
     } catch (e: unknown) {
       if (!(e instanceof CbtUnavailableError)) throw e;
@@ -134,7 +135,7 @@ export async function revertToT1(run: RunState, found: Discovery, atT1: AtT1, at
   let t1t2: Extent[];
   let t1t2ChangedBytes = 0;
   try {
-    t1t2 = lunRanges(await retry(run, "changed blocks", () => collectExtents(run.array.changedExtents(s1Snap.id, s2Snap.id))));
+    t1t2 = lunRanges(await retry(run, "changed blocks", () => collect(run.array.changedExtents(s1Snap.id, s2Snap.id))));
     t1t2ChangedBytes = totalLength(t1t2);
   } catch (e: unknown) {
     if (!(e instanceof CbtUnavailableError)) throw e;

@@ -13,7 +13,7 @@
  *  - the previous point's base is never treated as a leak, since it is the base of
  *    this run's incremental until this run commits.
  */
-import type { Decoded } from "../../../src/rpc/methods.js";
+import type { Decoded } from "../../../src/rpc/service.js";
 import type { hv1 } from "../../../src/rpc/hypervisor-proto.js";
 import type { LunInfo } from "../array-driver.js";
 import { layoutFromInventory, type VmLayout } from "../vm-layout.js";

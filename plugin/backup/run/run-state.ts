@@ -19,7 +19,7 @@
  */
 import { stopAt, type StopName } from "../../../src/failpoints.js";
 import { silentLogger, type Logger } from "../../../src/log.js";
-import type { HypervisorApi } from "../../../src/rpc/hypervisor-rpc.js";
+import type { HypervisorApi } from "../../../src/rpc/hypervisor-service-def.js";
 import type { ArrayDriver, SnapshotSet } from "../array-driver.js";
 import type { CopyOptions } from "../copy-extents.js";
 import { ExportReader } from "../export-reader.js";

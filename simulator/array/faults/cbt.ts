@@ -19,7 +19,7 @@
  * OUT_OF_RANGE. Only the extents change. Stacked, they apply inner first.
  */
 import { IoError } from "../../../src/errors.js";
-import type { ArrayServiceImpl } from "../../../src/rpc/methods.js";
+import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
 import { v1 } from "../../../src/rpc/proto.js";
 import { checkMaxResults, frame, type TypedExtent } from "../service/array-service.js";
 import { overlay, type CallContextOf, type RequestOf, type ServiceFilter } from "./filter.js";

@@ -11,7 +11,7 @@
  * interfaces), never through its internals. Filters exist only when a fault is
  * active (faults/index.ts): the real objects carry no trace of them.
  */
-import type { ArrayServiceImpl } from "../../../src/rpc/methods.js";
+import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
 
 /** A fault on the control plane: the real service in, the broken one out. */
 export type ServiceFilter = (next: ArrayServiceImpl) => ArrayServiceImpl;

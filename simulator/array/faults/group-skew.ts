@@ -19,7 +19,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { AlreadyExistsError, InvalidArgumentError, SanboxError } from "../../../src/errors.js";
-import type { ArrayServiceImpl } from "../../../src/rpc/methods.js";
+import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
 import { v1 } from "../../../src/rpc/proto.js";
 import { overlay, type CallContextOf } from "./filter.js";
 

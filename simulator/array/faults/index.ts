@@ -11,7 +11,7 @@
  */
 import type { FaultName } from "../../../src/failpoints.js";
 import type { ExportProvider } from "../../../src/nbd/backend.js";
-import type { ArrayServiceImpl } from "../../../src/rpc/methods.js";
+import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
 import type { ArrayStore } from "../array-store.js";
 import { cbtDropZero, cbtIgnoreStartingOffset, cbtOffByOne } from "./cbt.js";
 import { groupSkew } from "./group-skew.js";

@@ -27,7 +27,7 @@ import {
   SanboxError,
 } from "../../../src/errors.js";
 import type { SessionInfo } from "../../../src/nbd/backend.js";
-import type { ArrayServiceImpl } from "../../../src/rpc/methods.js";
+import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
 import { CONTRACT_VERSION, v1 } from "../../../src/rpc/proto.js";
 import { DEFAULT_BLOCK_SIZE, type ArrayStore, type LunInfo, type SnapshotInfo } from "../array-store.js";
 import { checkName } from "../ids.js";

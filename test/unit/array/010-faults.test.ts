@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { SessionInfo } from "../../../src/nbd/backend.js";
-import type { ArrayServiceImpl } from "../../../src/rpc/methods.js";
+import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
 import { v1 } from "../../../src/rpc/proto.js";
 import { ArrayStore } from "../../../simulator/array/array-store.js";
 import { ArrayExportProvider } from "../../../simulator/array/exports/array-export-provider.js";

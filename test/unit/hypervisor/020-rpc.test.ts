@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { SanboxError, TimeoutError, NotFoundError } from "../../../src/errors.js";
 import { silentLogger } from "../../../src/log.js";
 import { hv1 } from "../../../src/rpc/hypervisor-proto.js";
-import { connectHypervisor, serveHypervisor, type HypervisorServiceImpl } from "../../../src/rpc/hypervisor-rpc.js";
+import { connectHypervisor, serveHypervisor, type HypervisorServiceImpl } from "../../../src/rpc/hypervisor-service-def.js";
 import { tempDir } from "../../support/tools.js";
 
 const status = (vm: string, seed: number): hv1.IWorkloadStatus => ({ vm, state: hv1.WorkloadState.RUNNING, seed });
