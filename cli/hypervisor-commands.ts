@@ -103,9 +103,9 @@ function withCommon(cmd: Command): Command {
     .option("--json", "machine-readable output");
 }
 
-async function using<T>(o: Common, fn: (c: HypervisorClient) => Promise<T>): Promise<T> {
+async function using<T>(options: Common, fn: (c: HypervisorClient) => Promise<T>): Promise<T> {
   const t = process.env.SANBOX_HYPERVISOR_TOKEN;
-  const c = connectHypervisor({ endpoint: o.endpoint ?? defaultHypervisorEndpoint(), ...(t !== undefined && t !== "" ? { token: t } : {}) });
+  const c = connectHypervisor({ endpoint: options.endpoint ?? defaultHypervisorEndpoint(), ...(t !== undefined && t !== "" ? { token: t } : {}) });
   try {
     return await fn(c);
   } finally {
@@ -163,21 +163,21 @@ export function registerVm(program: Command): Command {
     .requiredOption("--datastore <lun>", "the datastore LUN (name or id)")
     .option("--disk <size>", "a virtual disk of this size (e.g. 8G); repeat for more", collectOpt)
     .option("--rdm <lun>", "a physical RDM of this array LUN (name or id); repeat for more", collectOpt)
-    .action(async (name: string, o: Common & { datastore: string; disk?: string[]; rdm?: string[] }) => {
+    .action(async (name: string, options: Common & { datastore: string; disk?: string[]; rdm?: string[] }) => {
       const disks: hv1.IDiskSpec[] = [
-        ...(o.disk ?? []).map((s) => ({ kind: hv1.DiskKind.VMDK, capacityBytes: parseSize(s) })),
-        ...(o.rdm ?? []).map((lun) => ({ kind: hv1.DiskKind.RDM, lun })),
+        ...(options.disk ?? []).map((s) => ({ kind: hv1.DiskKind.VMDK, capacityBytes: parseSize(s) })),
+        ...(options.rdm ?? []).map((lun) => ({ kind: hv1.DiskKind.RDM, lun })),
       ];
       if (disks.length === 0) throw new InvalidArgumentError("give at least one --disk or --rdm");
-      const v = await using(o, (c) => c.createVm({ name, datastoreLun: o.datastore, disks }));
-      process.stdout.write(o.json === true ? `${JSON.stringify(plainVm(v), null, 2)}\n` : vmDetails(v));
+      const v = await using(options, (c) => c.createVm({ name, datastoreLun: options.datastore, disks }));
+      process.stdout.write(options.json === true ? `${JSON.stringify(plainVm(v), null, 2)}\n` : vmDetails(v));
     });
 
   withCommon(vm.command("list"))
     .description("every VM on the hypervisor's datastores")
-    .action(async (o: Common) => {
-      const r = await using(o, (c) => c.listVms({}));
-      if (o.json === true) {
+    .action(async (options: Common) => {
+      const r = await using(options, (c) => c.listVms({}));
+      if (options.json === true) {
         process.stdout.write(`${JSON.stringify(r.vms.map(plainVm), null, 2)}\n`);
         return;
       }
@@ -187,21 +187,21 @@ export function registerVm(program: Command): Command {
 
   withCommon(vm.command("show <name>"))
     .description("a VM's files, disks and workload")
-    .action(async (name: string, o: Common) => {
-      const v = await using(o, (c) => c.getVm({ name }));
-      process.stdout.write(o.json === true ? `${JSON.stringify(plainVm(v), null, 2)}\n` : vmDetails(v));
+    .action(async (name: string, options: Common) => {
+      const v = await using(options, (c) => c.getVm({ name }));
+      process.stdout.write(options.json === true ? `${JSON.stringify(plainVm(v), null, 2)}\n` : vmDetails(v));
     });
 
   withCommon(vm.command("delete <name>"))
     .description("remove the VM directory from its datastore (RDM LUNs are left alone)")
     .option("--force", "stop a running workload first")
-    .action(async (name: string, o: Common & { force?: boolean }) => {
-      await using(o, (c) => c.deleteVm({ name, force: o.force === true }));
-      process.stdout.write(o.json === true ? `${JSON.stringify({ deleted: name })}\n` : `deleted ${name}\n`);
+    .action(async (name: string, options: Common & { force?: boolean }) => {
+      await using(options, (c) => c.deleteVm({ name, force: options.force === true }));
+      process.stdout.write(options.json === true ? `${JSON.stringify({ deleted: name })}\n` : `deleted ${name}\n`);
     });
 
-  const statusOut = (o: Common, s: Status): void => {
-    process.stdout.write(o.json === true ? `${JSON.stringify(plainStatus(s), null, 2)}\n` : statusLine(s));
+  const statusOut = (options: Common, s: Status): void => {
+    process.stdout.write(options.json === true ? `${JSON.stringify(plainStatus(s), null, 2)}\n` : statusLine(s));
   };
 
   withCommon(vm.command("start <name>"))
@@ -209,33 +209,33 @@ export function registerVm(program: Command): Command {
     .option("--workload <kind>", "the workload: dependent (a dependent-write chain across every disk)", "dependent")
     .option("--rate <ops>", "operations per second (0: as fast as acknowledged)", "0")
     .option("--seed <n>", "workload seed (default: continue the VM's chain, else random)")
-    .action(async (name: string, o: Common & { workload: string; rate: string; seed?: string }) => {
-      const rate = Number(o.rate);
-      if (!Number.isFinite(rate) || rate < 0) throw new InvalidArgumentError(`--rate "${o.rate}" is not a non-negative number`);
-      const seed = o.seed !== undefined ? parseIntOpt("--seed", o.seed) : undefined;
+    .action(async (name: string, options: Common & { workload: string; rate: string; seed?: string }) => {
+      const rate = Number(options.rate);
+      if (!Number.isFinite(rate) || rate < 0) throw new InvalidArgumentError(`--rate "${options.rate}" is not a non-negative number`);
+      const seed = options.seed !== undefined ? parseIntOpt("--seed", options.seed) : undefined;
       if (seed !== undefined && seed > 0xffff_ffff) throw new InvalidArgumentError(`--seed ${seed} does not fit in 32 bits`);
-      statusOut(o, await using(o, (c) => c.startWorkload({ vm: name, workload: o.workload, rate, ...(seed !== undefined ? { seed } : {}) })));
+      statusOut(options, await using(options, (c) => c.startWorkload({ vm: name, workload: options.workload, rate, ...(seed !== undefined ? { seed } : {}) })));
     });
 
   withCommon(vm.command("stop <name>"))
     .description("stop the workload: the write in flight completes, disks are flushed")
-    .action(async (name: string, o: Common) => statusOut(o, await using(o, (c) => c.stopWorkload({ vm: name }))));
+    .action(async (name: string, options: Common) => statusOut(options, await using(options, (c) => c.stopWorkload({ vm: name }))));
 
   withCommon(vm.command("status <name>"))
     .description("the workload state and its acknowledged sequence number")
-    .action(async (name: string, o: Common) => statusOut(o, await using(o, (c) => c.getWorkloadStatus({ vm: name }))));
+    .action(async (name: string, options: Common) => statusOut(options, await using(options, (c) => c.getWorkloadStatus({ vm: name }))));
 
   withCommon(vm.command("quiesce <name>"))
     .description("hold new guest writes, finish and flush the ones in flight (idempotent); on timeout the VM resumes and this fails")
     .option("--timeout <ms>", "give up (and resume) after this many milliseconds", "10000")
-    .action(async (name: string, o: Common & { timeout: string }) => {
-      const timeoutMs = parseIntOpt("--timeout", o.timeout);
-      statusOut(o, await using(o, (c) => c.quiesceVm({ vm: name, timeoutMs }, { timeoutMs: timeoutMs + 5000 })));
+    .action(async (name: string, options: Common & { timeout: string }) => {
+      const timeoutMs = parseIntOpt("--timeout", options.timeout);
+      statusOut(options, await using(options, (c) => c.quiesceVm({ vm: name, timeoutMs }, { timeoutMs: timeoutMs + 5000 })));
     });
 
   withCommon(vm.command("resume <name>"))
     .description("release the guest writes held by quiesce (idempotent)")
-    .action(async (name: string, o: Common) => statusOut(o, await using(o, (c) => c.resumeVm({ vm: name }))));
+    .action(async (name: string, options: Common) => statusOut(options, await using(options, (c) => c.resumeVm({ vm: name }))));
 
   return vm;
 }
