@@ -175,15 +175,15 @@ export function registerArrayClient(program: Command): void {
     .argument("<base>", "base snapshot (name or id; a deleted snapshot's id still works)")
     .argument("<target>", "target snapshot (name or id), or 'live'")
     .option("--lun <lun>", "the LUN (required for 'live'; checked otherwise)")
-    .action(async (baseRef: string, targetRef: string, o: Common & { lun?: string }) =>
-      using(o, async (c) => {
+    .action(async (baseRef: string, targetRef: string, opts: Common & { lun?: string }) =>
+      using(opts, async (c) => {
         let baseId = baseRef;
         try {
           baseId = (await resolveSnapshot(c, baseRef)).snapshotId;
         } catch (e: unknown) {
           if (!isCode(e, "NOT_FOUND")) throw e; // maybe a deleted base, known only by id
         }
-        const lunId = o.lun !== undefined ? (await resolveLun(c, o.lun)).lunId : "";
+        const lunId = opts.lun !== undefined ? (await resolveLun(c, opts.lun)).lunId : "";
         let targetId = "";
         if (targetRef !== "live") targetId = (await resolveSnapshot(c, targetRef)).snapshotId;
         else if (lunId === "") throw new InvalidArgumentError("diff against 'live' needs --lun");
@@ -193,8 +193,10 @@ export function registerArrayClient(program: Command): void {
             onCapacity: (n) => (capacity = n),
           }),
         );
-        print(o, { baseSnapshotId: baseId, targetSnapshotId: targetId, volumeCapacityBytes: capacity, extents }, () =>
-          formatTable(["OFFSET", "LENGTH", "TYPE"], extents.map((e) => [String(e.offset), String(e.length), e.type])) +
+        // The JSON keeps the CSI field name `type` for the DATA/ZERO flag.
+        const typed = extents.map((e) => ({ offset: e.offset, length: e.length, type: e.flag }));
+        print(opts, { baseSnapshotId: baseId, targetSnapshotId: targetId, volumeCapacityBytes: capacity, extents: typed }, () =>
+          formatTable(["OFFSET", "LENGTH", "TYPE"], typed.map((e) => [String(e.offset), String(e.length), e.type])) +
           `${extents.length} extent(s), ${formatSize(extents.reduce((n, e) => n + e.length, 0))} changed of ${formatSize(capacity)}\n`,
         );
       }),

@@ -229,8 +229,8 @@ export async function runBackup(o: BackupRunOptions): Promise<BackupSummary> {
       extents ??= await retry("allocated blocks", () => collectExtents(o.array.allocatedExtents(snap.id)));
       const image = point.image(base);
       const job = {
-        copies: extents.filter((e) => e.type === "DATA").map((e) => ({ srcOffset: e.offset, dstOffset: e.offset, length: e.length })),
-        zeros: normalize(extents.filter((e) => e.type === "ZERO")),
+        copies: extents.filter((e) => e.flag === "DATA").map((e) => ({ srcOffset: e.offset, dstOffset: e.offset, length: e.length })),
+        zeros: normalize(extents.filter((e) => e.flag === "ZERO")),
         size: snap.size,
       };
       const st = await copyExtents(reader, job, image, copyOpts(o, d.name, "rdm"));

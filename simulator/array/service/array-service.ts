@@ -27,6 +27,7 @@ import {
   OutOfRangeError,
   SanboxError,
 } from "../../../src/errors.js";
+import type { FlaggedExtent } from "../../../src/extents/index.js";
 import { createLogger } from "../../../src/log.js";
 import type { SessionInfo } from "../../../src/nbd/backend.js";
 import type { ArrayServiceImpl } from "../../../src/rpc/methods.js";
@@ -471,10 +472,10 @@ export class SanboxArrayService implements ArrayServiceImpl {
       target = { lun: this.lun(req.lunId).id };
     }
     const r = this.store.changedExtents(req.baseSnapshotId, target);
-    let extents = r.extents.map((e) => ({ offset: e.offset, length: e.length, type: e.flag === "DATA" ? v1.ExtentType.DATA : v1.ExtentType.ZERO }));
+    let extents = r.extents.map((e) => ({ offset: e.offset, length: e.length, flag: e.flag === "DATA" ? v1.ExtentType.DATA : v1.ExtentType.ZERO }));
     let startingOffset = req.startingOffset;
     // Test-only failpoints (failpoints.ts): each breaks one rule of the CBT contract.
-    if (failpoint("cbt-drop-zero")) extents = extents.filter((e) => e.type !== v1.ExtentType.ZERO);
+    if (failpoint("cbt-drop-zero")) extents = extents.filter((e) => e.flag !== v1.ExtentType.ZERO);
     if (failpoint("cbt-off-by-one")) extents = offByOne(extents, r.blockSize, r.size);
     if (failpoint("cbt-ignore-starting-offset")) {
       frame([], r.size, startingOffset, maxResults).next(); // still validates the range
@@ -495,7 +496,7 @@ export class SanboxArrayService implements ArrayServiceImpl {
     }
     const r = this.store.allocatedExtents(target);
     yield* frame(
-      r.extents.map((e) => ({ offset: e.offset, length: e.length, type: v1.ExtentType.DATA })),
+      r.extents.map((e) => ({ offset: e.offset, length: e.length, flag: v1.ExtentType.DATA })),
       r.size,
       req.startingOffset,
       maxResults,
@@ -579,19 +580,13 @@ function checkMaxResults(n: number): number {
   return n === 0 ? DEFAULT_MAX_RESULTS : Math.min(n, MAX_MAX_RESULTS);
 }
 
-interface TypedExtent {
-  offset: number;
-  length: number;
-  type: v1.ExtentType;
-}
-
 /**
  * Frames a sorted extent list as a CSI-style stream: resume at `startingOffset`
  * (the first extent ends after it; it may start before), `maxResults` extents
  * per message, and always at least one message so the caller learns the volume
  * capacity.
  */
-export function* frame(extents: readonly TypedExtent[], size: number, startingOffset: number, maxResults: number): Generator<v1.IBlockMetadataResponse> {
+export function* frame(extents: readonly FlaggedExtent<v1.ExtentType>[], size: number, startingOffset: number, maxResults: number): Generator<v1.IBlockMetadataResponse> {
   if (!Number.isSafeInteger(startingOffset) || startingOffset < 0 || startingOffset > size) {
     throw new OutOfRangeError(`starting_offset ${startingOffset} is outside the volume (0..${size})`);
   }
@@ -609,6 +604,6 @@ export function* frame(extents: readonly TypedExtent[], size: number, startingOf
     return;
   }
   for (let i = lo; i < extents.length; i += maxResults) {
-    yield { ...head, blockMetadata: extents.slice(i, i + maxResults).map((e) => ({ byteOffset: e.offset, sizeBytes: e.length, type: e.type })) };
+    yield { ...head, blockMetadata: extents.slice(i, i + maxResults).map((e) => ({ byteOffset: e.offset, sizeBytes: e.length, type: e.flag })) };
   }
 }
