@@ -17,7 +17,7 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
-import { NbdDevice } from "../src/datastore/block-device.js";
+import { NbdDevice } from "../src/nbd/nbd-device.js";
 import { Datastore } from "../src/datastore/datastore.js";
 import { totalLength } from "../src/extents/index.js";
 import { NbdClient } from "../src/nbd/client.js";

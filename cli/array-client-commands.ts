@@ -148,8 +148,10 @@ export function registerArrayClient(program: Command): void {
             onCapacity: (n) => (capacity = n),
           }),
         );
-        print(opts, { baseSnapshotId: baseId, targetSnapshotId: targetId, volumeCapacityBytes: capacity, extents }, () =>
-          formatTable(["OFFSET", "LENGTH", "TYPE"], extents.map((e) => [String(e.offset), String(e.length), e.type])) +
+        // The JSON keeps the CSI field name `type` for the DATA/ZERO flag.
+        const typed = extents.map((e) => ({ offset: e.offset, length: e.length, type: e.flag }));
+        print(opts, { baseSnapshotId: baseId, targetSnapshotId: targetId, volumeCapacityBytes: capacity, extents: typed }, () =>
+          formatTable(["OFFSET", "LENGTH", "TYPE"], typed.map((e) => [String(e.offset), String(e.length), e.type])) +
           `${extents.length} extent(s), ${formatSize(extents.reduce((n, e) => n + e.length, 0))} changed of ${formatSize(capacity)}\n`,
         );
       }),

@@ -17,7 +17,7 @@ import { runBackup, type BackupSummary } from "../plugin/backup/backup-run.js";
 import { Repository } from "../plugin/backup/repository/repository.js";
 import { restoreImage } from "../plugin/backup/restore.js";
 import { verifyPoint } from "../plugin/backup/verify-point.js";
-import { NbdDevice } from "../src/datastore/block-device.js";
+import { NbdDevice } from "../src/nbd/nbd-device.js";
 import { Datastore } from "../src/datastore/datastore.js";
 import { createLogger } from "../src/log.js";
 import { NbdClient } from "../src/nbd/client.js";

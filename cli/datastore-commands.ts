@@ -9,7 +9,7 @@
 import { open, stat } from "node:fs/promises";
 import type { Command } from "commander";
 import { InvalidArgumentError } from "../src/errors.js";
-import type { BlockDevice } from "../src/datastore/block-device.js";
+import type { BlockDevice } from "../src/block-device.js";
 import { Datastore, type DirEntry } from "../src/datastore/datastore.js";
 import { DatastoreFileDevice } from "../src/datastore/file-device.js";
 import { fsck } from "../src/datastore/fsck.js";

@@ -46,38 +46,37 @@ export function registerNbd(program: Command): void {
     .option("--readonly", "refuse writes")
     .option("--tls-psk <file>", "psk file (identity:hexkey lines, as nbdkit --tls-psk)")
     .addOption(new Option("--tls <mode>", "TLS policy, as nbdkit --tls").choices(["off", "on", "require"]).default("off"))
-    .action(async (file: string | undefined, options: ServeOptions) => serve(file, options));
+    .action(async (file: string | undefined, opts: ServeOptions) => serve(file, opts));
 }
 
-async function serve(file: string | undefined, options: ServeOptions): Promise<void> {
+async function serve(file: string | undefined, opts: ServeOptions): Promise<void> {
   const log = createLogger("nbd-serve");
-  if ((file === undefined) === (options.memory === undefined)) throw new InvalidArgumentError("give exactly one of FILE or --memory SIZE");
-  if (options.unix !== undefined && options.port !== undefined) throw new InvalidArgumentError("give at most one of --unix and --port");
-  const tls: TlsMode = options.tlsPsk !== undefined && options.tls === "off" ? "on" : options.tls;
-  if (tls !== "off" && options.tlsPsk === undefined) throw new InvalidArgumentError(`--tls ${tls} needs --tls-psk FILE`);
-  const psk = options.tlsPsk !== undefined ? await loadPskFile(options.tlsPsk) : undefined;
+  if ((file === undefined) === (opts.memory === undefined)) throw new InvalidArgumentError("give exactly one of FILE or --memory SIZE");
+  if (opts.unix !== undefined && opts.port !== undefined) throw new InvalidArgumentError("give at most one of --unix and --port");
+  const tls: TlsMode = opts.tlsPsk !== undefined && opts.tls === "off" ? "on" : opts.tls;
+  if (tls !== "off" && opts.tlsPsk === undefined) throw new InvalidArgumentError(`--tls ${tls} needs --tls-psk FILE`);
+  const psk = opts.tlsPsk !== undefined ? await loadPskFile(opts.tlsPsk) : undefined;
 
   let backend: NbdBackend;
-  if (options.memory !== undefined) {
-    backend = new MemoryBackend(parseSize(options.memory), { readOnly: options.readonly ?? false });
+  if (opts.memory !== undefined) {
+    backend = new MemoryBackend(parseSize(opts.memory), { readOnly: opts.readonly ?? false });
   } else {
-    const opts: { readOnly: boolean; create?: number } = { readOnly: options.readonly ?? false };
-    if (options.size !== undefined) opts.create = parseSize(options.size);
-    backend = await FileBackend.open(file ?? "", opts);
+    const readOnly = opts.readonly ?? false;
+    backend = await FileBackend.open(file ?? "", opts.size !== undefined ? { readOnly, create: true, size: parseSize(opts.size) } : { readOnly });
   }
 
-  const server = new NbdServer({ provider: new SingleExportProvider(backend, options.export), tls, ...(psk ? { psk } : {}), log });
+  const server = new NbdServer({ provider: new SingleExportProvider(backend, opts.export), tls, ...(psk ? { psk } : {}), log });
   let uri: string;
-  if (options.port !== undefined) {
-    const port = Number(options.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`invalid --port ${options.port}`);
-    const a = await server.listen({ host: options.host, port });
+  if (opts.port !== undefined) {
+    const port = Number(opts.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`invalid --port ${opts.port}`);
+    const a = await server.listen({ host: opts.host, port });
     if (!("port" in a)) throw new Error("unreachable");
-    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "tcp", host: a.host, port: a.port }, exportName: options.export, ...pskParam(options, tls, psk) });
+    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "tcp", host: a.host, port: a.port }, exportName: opts.export, ...pskParam(opts, tls, psk) });
   } else {
-    const path = options.unix ?? join(tmpdir(), `sanbox-nbd-${process.pid}.sock`);
+    const path = opts.unix ?? join(tmpdir(), `sanbox-nbd-${process.pid}.sock`);
     await server.listen({ unix: path });
-    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "unix", path }, exportName: options.export, ...pskParam(options, tls, psk) });
+    uri = formatNbdUri({ tls: tls === "require", transport: { kind: "unix", path }, exportName: opts.export, ...pskParam(opts, tls, psk) });
   }
   process.stdout.write(`${uri}\n`);
   log.info(`serving ${backend.description ?? "disk"} (${backend.size} bytes${backend.readOnly ? ", read-only" : ""}) at ${uri}`);
@@ -91,8 +90,8 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
 }
 
 /** libnbd takes the PSK identity from the URI's user part; name the file's first identity. */
-function pskParam(options: ServeOptions, tls: TlsMode, psk: PskTable | undefined): { tlsPskFile?: string; tlsUsername?: string } {
-  if (tls !== "require" || options.tlsPsk === undefined) return {};
+function pskParam(opts: ServeOptions, tls: TlsMode, psk: PskTable | undefined): { tlsPskFile?: string; tlsUsername?: string } {
+  if (tls !== "require" || opts.tlsPsk === undefined) return {};
   const first = psk?.keys().next().value;
-  return first !== undefined ? { tlsPskFile: options.tlsPsk, tlsUsername: first } : { tlsPskFile: options.tlsPsk };
+  return first !== undefined ? { tlsPskFile: opts.tlsPsk, tlsUsername: first } : { tlsPskFile: opts.tlsPsk };
 }

@@ -4,7 +4,7 @@
  * (connection closed, timeout) the pool is reopened and the read retried with
  * backoff; an EIO answer is retried on the same connections. Counts every byte it reads from the array.
  */
-import type { BlockDevice } from "../../src/datastore/block-device.js";
+import type { BlockDevice } from "../../src/block-device.js";
 import { ReadOnlyError, SanboxError } from "../../src/errors.js";
 import { NbdClientPool } from "../../src/nbd/client-pool.js";
 import type { Logger } from "../../src/log.js";

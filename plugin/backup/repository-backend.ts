@@ -52,10 +52,10 @@ export class RepositoryBackend implements NbdBackend {
     for (let pos = offset; pos < stop; ) {
       const i = Math.floor(pos / cs);
       const next = Math.min(stop, (i + 1) * cs);
-      const flags = this.image.index.chunks[i] === null ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0;
+      const flag = this.image.index.chunks[i] === null ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0;
       const last = out[out.length - 1];
-      if (last && last.flags === flags) last.length += next - pos;
-      else out.push({ offset: pos, length: next - pos, flags });
+      if (last && last.flag === flag) out[out.length - 1] = { offset: last.offset, length: last.length + next - pos, flag };
+      else out.push({ offset: pos, length: next - pos, flag });
       pos = next;
     }
     return out;

@@ -4,9 +4,10 @@
  * copied to the same offsets, and (for a target that may hold old data) its
  * zero chunks are zeroed; a fresh file or LUN reads zeros there already.
  */
-import { FileDevice, type BlockDevice } from "../../src/datastore/block-device.js";
+import type { BlockDevice } from "../../src/block-device.js";
 import { InvalidArgumentError } from "../../src/errors.js";
 import { subtract } from "../../src/extents/index.js";
+import { FileBackend } from "../../src/nbd/backends/file-backend.js";
 import { NbdClient } from "../../src/nbd/client.js";
 import { rm } from "node:fs/promises";
 import type { ArrayDriver } from "./array-driver.js";
@@ -55,7 +56,7 @@ export async function restoreImage(image: ImageReader, target: RestoreTarget, op
   const holes = subtract(image.size > 0 ? [{ offset: 0, length: image.size }] : [], allocated);
   if (target.kind === "file") {
     await rm(target.path, { force: true });
-    const dev = await FileDevice.open(target.path, { create: true, size: image.size });
+    const dev = await FileBackend.open(target.path, { create: true, size: image.size });
     try {
       const st = await copyExtents(image, { copies }, deviceSink(dev, "write"), opts);
       await dev.flush();

@@ -19,6 +19,7 @@
  * allocation, one pread/pwrite per run of consecutive slots.
  */
 import { IoError, fsError } from "../../src/errors.js";
+import type { FlaggedExtent } from "../../src/extents/index.js";
 import type { LunRecord } from "./records.js";
 import type { Reader, StoreState, Visible } from "./store-state.js";
 
@@ -38,16 +39,16 @@ export function splitRange(offset: number, length: number, blockSize: number, sr
   while (pos < stop) {
     const block = Math.floor(pos / blockSize);
     const within = pos - block * blockSize;
-    const n = Math.min(blockSize - within, stop - pos);
-    out.push({ block, within, length: n, src, srcOff: pos - offset });
-    pos += n;
+    const take = Math.min(blockSize - within, stop - pos);
+    out.push({ block, within, length: take, src, srcOff: pos - offset });
+    pos += take;
   }
   return out;
 }
 
 type Action = "skip" | "inplace" | "row" | "zero";
 interface Plan {
-  t: Touch;
+  touch: Touch;
   cur: { epoch: number; slot: number } | undefined;
   visSlot: number;
   action: Action;
@@ -61,7 +62,7 @@ interface IoOp {
 }
 
 /** Merges ops on consecutive slots whose buffers are consecutive views of one ArrayBuffer. */
-function mergeOps(ops: IoOp[], bs: number): IoOp[] {
+function mergeOps(ops: IoOp[], blockSize: number): IoOp[] {
   const out: IoOp[] = [];
   for (const op of ops) {
     const last = out[out.length - 1];
@@ -69,8 +70,8 @@ function mergeOps(ops: IoOp[], bs: number): IoOp[] {
       last &&
       last.within === 0 &&
       op.within === 0 &&
-      last.buf.length % bs === 0 &&
-      op.slot === last.slot + last.buf.length / bs &&
+      last.buf.length % blockSize === 0 &&
+      op.slot === last.slot + last.buf.length / blockSize &&
       last.buf.buffer === op.buf.buffer &&
       last.buf.byteOffset + last.buf.length === op.buf.byteOffset
     ) {
@@ -80,100 +81,102 @@ function mergeOps(ops: IoOp[], bs: number): IoOp[] {
   return out;
 }
 
-function view(t: Touch): Uint8Array {
-  return t.src ? t.src.subarray(t.srcOff, t.srcOff + t.length) : new Uint8Array(t.length);
+function view(touch: Touch): Uint8Array {
+  return touch.src ? touch.src.subarray(touch.srcOff, touch.srcOff + touch.length) : new Uint8Array(touch.length);
 }
 
 export async function writeTouches(st: StoreState, lun: LunRecord, touches: Touch[]): Promise<void> {
-  const L = lun.line;
-  const E = st.line(L).epoch;
-  const F = st.floor(L);
-  const bs = lun.blockSize;
-  const file = st.pool.fileSync(bs);
+  const line = lun.line;
+  const liveEpoch = st.line(line).epoch;
+  // The newest snapshot's epoch on this line: entries above it are the live LUN's own, entries at or below it a snapshot may share.
+  const floorEpoch = st.floor(line);
+  const blockSize = lun.blockSize;
+  const file = st.pool.fileSync(blockSize);
   const plans: Plan[] = [];
   const first = touches[0];
   const last = touches[touches.length - 1];
   if (first === undefined || last === undefined) return;
-  // One range scan for the request: newest entry <= E (the live one if above F)
-  // and newest <= F (what the live LUN sees below its live interval).
-  const b0 = first.block;
-  const b1 = last.block + 1;
-  const scan = st.meta.latestRange(L, b0, b1, [E, F], 4 * (b1 - b0) + 16);
+  // One range scan for the request: newest entry <= liveEpoch (the live one if above
+  // the floor) and newest <= floorEpoch (what the live LUN sees below its live interval).
+  const firstBlock = first.block;
+  const endBlock = last.block + 1;
+  const scan = st.meta.latestRange(line, firstBlock, endBlock, [liveEpoch, floorEpoch], 4 * (endBlock - firstBlock) + 16);
   let below: (Visible | undefined)[] | null = null; // parent view, computed on first need
-  for (const t of touches) {
+  for (const touch of touches) {
     let cur: { epoch: number; slot: number } | undefined;
     let visSlot: number;
     if (scan) {
-      const top = scan[0]?.[t.block - b0];
-      cur = top && top.epoch > F ? top : undefined;
-      const low = scan[1]?.[t.block - b0];
+      const top = scan[0]?.[touch.block - firstBlock];
+      cur = top && top.epoch > floorEpoch ? top : undefined;
+      const low = scan[1]?.[touch.block - firstBlock];
       if (cur) visSlot = cur.slot;
       else if (low) visSlot = low.slot;
       else {
-        const parent = st.line(L).parent;
+        const parent = st.line(line).parent;
         if (!parent) visSlot = 0;
         else {
-          below ??= st.visibleRange(parent.line, parent.epoch, b0, b1);
-          visSlot = below[t.block - b0]?.slot ?? 0;
+          below ??= st.visibleRange(parent.line, parent.epoch, firstBlock, endBlock);
+          visSlot = below[touch.block - firstBlock]?.slot ?? 0;
         }
       }
     } else {
-      cur = st.meta.latest(L, t.block, E, F);
-      visSlot = cur ? cur.slot : (st.visible(L, F, t.block)?.slot ?? 0);
+      cur = st.meta.latest(line, touch.block, liveEpoch, floorEpoch);
+      visSlot = cur ? cur.slot : (st.visible(line, floorEpoch, touch.block)?.slot ?? 0);
     }
-    const full = t.within === 0 && t.length === bs;
+    const full = touch.within === 0 && touch.length === blockSize;
     let action: Action;
-    if (t.src === null && visSlot === 0) action = "skip";
-    else if (t.src === null && full) action = "zero";
-    else if (cur && cur.slot > 0 && st.meta.refCount(bs, cur.slot) === 1) action = "inplace";
+    if (touch.src === null && visSlot === 0) action = "skip";
+    else if (touch.src === null && full) action = "zero";
+    else if (cur && cur.slot > 0 && st.meta.refCount(blockSize, cur.slot) === 1) action = "inplace";
     else action = "row";
-    plans.push({ t, cur, visSlot, action, newSlot: 0 });
+    plans.push({ touch, cur, visSlot, action, newSlot: 0 });
   }
-  const rows = plans.filter((p) => p.action === "row");
-  const slots = st.pool.allocate(bs, rows.length); // NoSpaceError here changes nothing
-  rows.forEach((p, i) => (p.newSlot = slots[i] as number));
+  const rows = plans.filter((plan) => plan.action === "row");
+  const slots = st.pool.allocate(blockSize, rows.length); // NoSpaceError here changes nothing
+  rows.forEach((plan, index) => (plan.newSlot = slots[index] as number));
   try {
     const ops: IoOp[] = [];
-    for (const p of plans) {
-      if (p.action === "inplace") ops.push({ slot: p.cur?.slot ?? 0, within: p.t.within, buf: view(p.t) });
-      else if (p.action === "row") {
-        if (p.t.length === bs && p.t.src) ops.push({ slot: p.newSlot, within: 0, buf: view(p.t) });
+    for (const plan of plans) {
+      const touch = plan.touch;
+      if (plan.action === "inplace") ops.push({ slot: plan.cur?.slot ?? 0, within: touch.within, buf: view(touch) });
+      else if (plan.action === "row") {
+        if (touch.length === blockSize && touch.src) ops.push({ slot: plan.newSlot, within: 0, buf: view(touch) });
         else {
-          const buf = new Uint8Array(bs);
-          if (p.visSlot > 0) await file.read(p.visSlot, buf, 0);
-          if (p.t.src) buf.set(view(p.t), p.t.within);
-          else buf.fill(0, p.t.within, p.t.within + p.t.length);
-          ops.push({ slot: p.newSlot, within: 0, buf });
+          const buf = new Uint8Array(blockSize);
+          if (plan.visSlot > 0) await file.read(plan.visSlot, buf, 0);
+          if (touch.src) buf.set(view(touch), touch.within);
+          else buf.fill(0, touch.within, touch.within + touch.length);
+          ops.push({ slot: plan.newSlot, within: 0, buf });
         }
       }
     }
-    await Promise.all(mergeOps(ops, bs).map((op) => file.write(op.slot, op.buf, op.within)));
-  } catch (e) {
-    st.pool.unallocate(bs, slots);
-    throw fsError(e, `write to LUN ${lun.name} failed`);
+    await Promise.all(mergeOps(ops, blockSize).map((op) => file.write(op.slot, op.buf, op.within)));
+  } catch (err) {
+    st.pool.unallocate(blockSize, slots);
+    throw fsError(err, `write to LUN ${lun.name} failed`);
   }
   // Pure in-place overwrites of live-epoch entries change no metadata: skip the transaction.
-  if (!plans.some((p) => p.action === "row" || p.action === "zero" || (p.action === "inplace" && p.cur?.epoch !== E))) return;
+  if (!plans.some((plan) => plan.action === "row" || plan.action === "zero" || (plan.action === "inplace" && plan.cur?.epoch !== liveEpoch))) return;
   await st.commitSoon(() => {
     let delta = 0;
-    for (const p of plans) {
-      const b = p.t.block;
-      if (p.action === "skip") continue;
-      if (p.action === "inplace") {
-        const cur = p.cur as { epoch: number; slot: number };
-        if (cur.epoch !== E) {
-          st.meta.removeEntry(L, b, cur.epoch);
-          st.meta.putEntry(L, b, E, cur.slot);
+    for (const plan of plans) {
+      const block = plan.touch.block;
+      if (plan.action === "skip") continue;
+      if (plan.action === "inplace") {
+        const cur = plan.cur as { epoch: number; slot: number };
+        if (cur.epoch !== liveEpoch) {
+          st.meta.removeEntry(line, block, cur.epoch);
+          st.meta.putEntry(line, block, liveEpoch, cur.slot);
         }
         continue;
       }
-      if (p.cur) {
-        if (p.cur.epoch !== E) st.meta.removeEntry(L, b, p.cur.epoch);
-        if (p.cur.slot > 0) st.decref(bs, p.cur.slot);
+      if (plan.cur) {
+        if (plan.cur.epoch !== liveEpoch) st.meta.removeEntry(line, block, plan.cur.epoch);
+        if (plan.cur.slot > 0) st.decref(blockSize, plan.cur.slot);
       }
-      st.meta.putEntry(L, b, E, p.action === "row" ? p.newSlot : 0);
-      if (p.action === "row" && p.visSlot === 0) delta++;
-      if (p.action === "zero" && p.visSlot > 0) delta--;
+      st.meta.putEntry(line, block, liveEpoch, plan.action === "row" ? plan.newSlot : 0);
+      if (plan.action === "row" && plan.visSlot === 0) delta++;
+      if (plan.action === "zero" && plan.visSlot > 0) delta--;
     }
     const now = st.luns.get(lun.id); // re-read: concurrent writes to other blocks also adjust it
     if (delta !== 0 && now) st.saveLun({ ...now, allocBlocks: now.allocBlocks + delta });
@@ -181,85 +184,86 @@ export async function writeTouches(st: StoreState, lun: LunRecord, touches: Touc
 }
 
 /**
- * Reads [offset, offset+length) of reader `r` into `out` (length bytes). Returns,
+ * Reads [offset, offset+length) of `reader` into `out` (length bytes). Returns,
  * per block of the range, whether it holds data (false: zeros, `out` zero-filled
  * there only when `fillZeros`). One mapping scan per line for the whole request;
  * reads of consecutive slots are merged into one pread.
  */
-async function readInto(st: StoreState, r: Reader, offset: number, length: number, out: Uint8Array, fillZeros: boolean): Promise<boolean[]> {
-  const bs = r.blockSize;
-  const touches = splitRange(offset, length, bs, null);
+async function readInto(st: StoreState, reader: Reader, offset: number, length: number, out: Uint8Array, fillZeros: boolean): Promise<boolean[]> {
+  const blockSize = reader.blockSize;
+  const touches = splitRange(offset, length, blockSize, null);
   const first = touches[0];
   if (first === undefined) return [];
-  const vis = st.visibleRange(r.line, r.epoch, first.block, first.block + touches.length);
+  const visible = st.visibleRange(reader.line, reader.epoch, first.block, first.block + touches.length);
   const ops: IoOp[] = [];
   const data: boolean[] = [];
-  for (let i = 0; i < touches.length; i++) {
-    const t = touches[i] as Touch;
-    const v = vis[i];
-    if (v && v.slot > 0) {
-      ops.push({ slot: v.slot, within: t.within, buf: out.subarray(t.srcOff, t.srcOff + t.length) });
+  for (let index = 0; index < touches.length; index++) {
+    const touch = touches[index] as Touch;
+    const entry = visible[index];
+    if (entry && entry.slot > 0) {
+      ops.push({ slot: entry.slot, within: touch.within, buf: out.subarray(touch.srcOff, touch.srcOff + touch.length) });
       data.push(true);
     } else {
-      if (fillZeros) out.fill(0, t.srcOff, t.srcOff + t.length);
+      if (fillZeros) out.fill(0, touch.srcOff, touch.srcOff + touch.length);
       data.push(false);
     }
   }
   if (ops.length > 0) {
-    const file = st.pool.fileSync(bs);
+    const file = st.pool.fileSync(blockSize);
     try {
-      const merged = mergeOps(ops, bs);
+      const merged = mergeOps(ops, blockSize);
       if (merged.length === 1) {
         const op = merged[0] as IoOp;
         await file.read(op.slot, op.buf, op.within);
       } else await Promise.all(merged.map((op) => file.read(op.slot, op.buf, op.within)));
-    } catch (e) {
-      throw new IoError(`read failed`, { cause: e });
+    } catch (err) {
+      throw new IoError(`read failed`, { cause: err });
     }
   }
   return data;
 }
 
-export async function readRange(st: StoreState, r: Reader, offset: number, length: number): Promise<Buffer> {
+export async function readRange(st: StoreState, reader: Reader, offset: number, length: number): Promise<Buffer> {
   // Not zero-filled up front: every byte is either read from a slot or zeroed.
   const out = Buffer.allocUnsafeSlow(length);
-  await readInto(st, r, offset, length, out, true);
+  await readInto(st, reader, offset, length, out, true);
   return out;
 }
 
 /** A piece of a sparse read: data (a view of `buf`) or a hole of zeros. Offsets are absolute. */
-export type SparseRun = { offset: number; length: number; hole: boolean };
+export type SparseRun = FlaggedExtent<"data" | "hole">;
 
 /**
  * Reads into `buf` (at least `length` bytes) and describes the range as runs of
  * data and holes (unmapped or zero blocks, whose bytes in `buf` are left as is).
  */
-export async function readSparseInto(st: StoreState, r: Reader, offset: number, length: number, buf: Uint8Array): Promise<SparseRun[]> {
-  const data = await readInto(st, r, offset, length, buf, false);
+export async function readSparseInto(st: StoreState, reader: Reader, offset: number, length: number, buf: Uint8Array): Promise<SparseRun[]> {
+  const data = await readInto(st, reader, offset, length, buf, false);
   const runs: SparseRun[] = [];
-  const bs = r.blockSize;
+  const blockSize = reader.blockSize;
   let pos = offset;
   const stop = offset + length;
   for (const isData of data) {
-    const end = Math.min(stop, (Math.floor(pos / bs) + 1) * bs);
+    const end = Math.min(stop, (Math.floor(pos / blockSize) + 1) * blockSize);
+    const flag = isData ? "data" : "hole";
     const last = runs[runs.length - 1];
-    if (last && last.hole === !isData) last.length += end - pos;
-    else runs.push({ offset: pos, length: end - pos, hole: !isData });
+    if (last && last.flag === flag) runs[runs.length - 1] = { offset: last.offset, length: last.length + end - pos, flag };
+    else runs.push({ offset: pos, length: end - pos, flag });
     pos = end;
   }
   return runs;
 }
 
-/** Blocks in [b0, b1) whose content (for reader r) is data, sorted. Cost: O(entries in range). */
-export function dataBlocks(st: StoreState, r: Reader, b0: number, b1: number): number[] {
-  const cand = st.candidateBlocks(r.line, r.epoch, b0, b1);
-  const first = cand[0];
-  const last = cand[cand.length - 1];
+/** Blocks in [firstBlock, endBlock) whose content (for `reader`) is data, sorted. Cost: O(entries in range). */
+export function dataBlocks(st: StoreState, reader: Reader, firstBlock: number, endBlock: number): number[] {
+  const candidates = st.candidateBlocks(reader.line, reader.epoch, firstBlock, endBlock);
+  const first = candidates[0];
+  const last = candidates[candidates.length - 1];
   if (first === undefined || last === undefined) return [];
   // Candidates dense in their span (sequentially written data): one batched lookup.
-  if (last + 1 - first <= 2 * cand.length + 64) {
-    const vis = st.visibleRange(r.line, r.epoch, first, last + 1);
-    return cand.filter((b) => (vis[b - first]?.slot ?? 0) > 0);
+  if (last + 1 - first <= 2 * candidates.length + 64) {
+    const visible = st.visibleRange(reader.line, reader.epoch, first, last + 1);
+    return candidates.filter((block) => (visible[block - first]?.slot ?? 0) > 0);
   }
-  return cand.filter((b) => (st.visible(r.line, r.epoch, b)?.slot ?? 0) > 0);
+  return candidates.filter((block) => (st.visible(reader.line, reader.epoch, block)?.slot ?? 0) > 0);
 }

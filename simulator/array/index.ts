@@ -13,6 +13,6 @@ export {
   type PoolInfo,
   type SnapshotInfo,
 } from "./array-store.js";
-export { Volume, type AllocationExtent, type VolumeTarget, type WriteOptions } from "./volume.js";
+export { Volume, type VolumeTarget } from "./volume.js";
 export type { ChangeFlag, ChangedExtent } from "./cbt.js";
 export type { CheckReport } from "./checker.js";

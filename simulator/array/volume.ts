@@ -8,25 +8,18 @@
  * blocks run in arrival order (range lock); every mutation passes the LUN's I/O
  * gate so a (group) snapshot waits for it to finish and holds it entirely or not at all.
  */
+import type { WriteOptions } from "../../src/block-device.js";
 import { InvalidArgumentError, NoSpaceError, OutOfRangeError, ReadOnlyError } from "../../src/errors.js";
+import type { StatusExtent } from "../../src/nbd/backend.js";
 import type { BufferPool } from "../../src/nbd/buffer-pool.js";
+import { NBD_STATE_HOLE, NBD_STATE_ZERO } from "../../src/nbd/constants.js";
 import { dataBlocks, readRange, readSparseInto, splitRange, writeTouches } from "./block-engine.js";
 import type { IoGate } from "./io-gate.js";
 import type { RangeLock } from "./range-lock.js";
 import type { Reader, StoreState } from "./store-state.js";
 
-export interface WriteOptions {
-  /** Force unit access: durable before the promise resolves. */
-  fua?: boolean;
-}
-
-/** NBD base:allocation semantics: data, or a hole that reads as zeros. */
-export interface AllocationExtent {
-  offset: number;
-  length: number;
-  hole: boolean;
-  zero: boolean;
-}
+/** base:allocation state of an unmapped or zero block: a hole, which reads as zeros. */
+const HOLE = NBD_STATE_HOLE | NBD_STATE_ZERO;
 
 /**
  * Part of a sparse read (same shape as the NBD layer's ReadPiece): data, or a hole
@@ -116,12 +109,12 @@ export class Volume {
         throw e;
       }
       let left = 0;
-      for (const run of runs) if (!run.hole) left++;
+      for (const run of runs) if (run.flag === "data") left++;
       if (left === 0) pool.release(buf);
       const release = (): void => {
         if (--left === 0) pool.release(buf);
       };
-      return runs.map((run) => (run.hole ? { offset: run.offset, hole: run.length } : { offset: run.offset, data: buf.subarray(run.offset - offset, run.offset - offset + run.length), release }));
+      return runs.map((run) => (run.flag === "hole" ? { offset: run.offset, hole: run.length } : { offset: run.offset, data: buf.subarray(run.offset - offset, run.offset - offset + run.length), release }));
     } finally {
       this.st.endIo(seq);
     }
@@ -174,27 +167,32 @@ export class Volume {
     await this.hooks.durable();
   }
 
-  /** Allocation status of [offset, offset+length): cost O(mapped entries in the range). */
-  blockStatus(offset: number, length: number): AllocationExtent[] {
+  /**
+   * Allocation status of [offset, offset+length) in NBD base:allocation terms
+   * (flag 0: data; HOLE|ZERO: reads as zeros), so the NBD export passes it on
+   * unchanged. Cost O(mapped entries in the range).
+   */
+  blockStatus(offset: number, length: number): StatusExtent[] {
     const r = this.reader();
     this.check(offset, length, r.size);
     const bs = r.blockSize;
     const stop = offset + length;
     const data = dataBlocks(this.st, r, Math.floor(offset / bs), Math.ceil(stop / bs));
-    const out: AllocationExtent[] = [];
+    const out: StatusExtent[] = [];
     const push = (lo: number, hi: number, isData: boolean): void => {
-      const a = Math.max(lo, offset);
-      const b = Math.min(hi, stop);
-      if (a >= b) return;
+      const from = Math.max(lo, offset);
+      const to = Math.min(hi, stop);
+      if (from >= to) return;
+      const flag = isData ? 0 : HOLE;
       const last = out[out.length - 1];
-      if (last && last.offset + last.length === a && last.hole === !isData) last.length += b - a;
-      else out.push({ offset: a, length: b - a, hole: !isData, zero: !isData });
+      if (last && last.offset + last.length === from && last.flag === flag) out[out.length - 1] = { offset: last.offset, length: last.length + to - from, flag };
+      else out.push({ offset: from, length: to - from, flag });
     };
     let pos = offset;
-    for (const b of data) {
-      push(pos, b * bs, false);
-      push(b * bs, (b + 1) * bs, true);
-      pos = Math.max(pos, (b + 1) * bs);
+    for (const block of data) {
+      push(pos, block * bs, false);
+      push(block * bs, (block + 1) * bs, true);
+      pos = Math.max(pos, (block + 1) * bs);
     }
     push(pos, stop, false);
     return out;

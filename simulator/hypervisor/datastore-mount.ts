@@ -8,7 +8,7 @@
  * blank: both superblock slots all zeros (a fresh thin LUN). A LUN that holds
  * something else, or a damaged datastore, is refused (CORRUPT), never overwritten.
  */
-import { NbdDevice } from "../../src/datastore/block-device.js";
+import { NbdDevice } from "../../src/nbd/nbd-device.js";
 import { Datastore } from "../../src/datastore/datastore.js";
 import { SUPERBLOCK_OFFSETS, SUPERBLOCK_SIZE } from "../../src/datastore/format.js";
 import type { Logger } from "../../src/log.js";

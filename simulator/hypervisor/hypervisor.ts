@@ -13,7 +13,7 @@
  */
 import { rename, readFile, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { NbdDevice } from "../../src/datastore/block-device.js";
+import { NbdDevice } from "../../src/nbd/nbd-device.js";
 import { DatastoreFileDevice } from "../../src/datastore/file-device.js";
 import { createVm, growVmdk, listVms, readVm, type VmDiskInfo, type VmDiskSpec, type VmInfo } from "../../src/datastore/vm-files.js";
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, errorMessage } from "../../src/errors.js";

@@ -22,7 +22,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { AlreadyExistsError, CorruptError, FailedPreconditionError, InvalidArgumentError, IoError, NoSpaceError, NotFoundError, ReadOnlyError } from "../errors.js";
-import type { BlockDevice } from "./block-device.js";
+import type { BlockDevice } from "../block-device.js";
 import { crc32c } from "./crc32c.js";
 import { checkImage, loadCommitted, validName, type FsckReport } from "./fsck.js";
 import {

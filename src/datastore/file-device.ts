@@ -3,7 +3,7 @@
  * VMDK's flat file, and how the oracle or a backup reads one from a snapshot.
  * The size is the file's size when opened (or after `refresh()`); I/O stays inside it.
  */
-import { checkDeviceRange, type BlockDevice, type WriteOptions } from "./block-device.js";
+import { checkDeviceRange, type BlockDevice, type WriteOptions } from "../block-device.js";
 import type { Datastore } from "./datastore.js";
 
 export class DatastoreFileDevice implements BlockDevice {

@@ -9,7 +9,7 @@
  * every operation ("strict mode") and `fsck` runs it on any device.
  */
 import { CorruptError, errorMessage } from "../errors.js";
-import type { BlockDevice } from "./block-device.js";
+import type { BlockDevice } from "../block-device.js";
 import { crc32c } from "./crc32c.js";
 import {
   MAX_NAME_BYTES,

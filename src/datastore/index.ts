@@ -1,5 +1,8 @@
 /** The datastore file system, its block devices, and the VM files it holds. See docs/datastore-format.md. */
-export { type BlockDevice, type WriteOptions, MemoryDevice, FileDevice, NbdDevice, checkDeviceRange } from "./block-device.js";
+export { type BlockDevice, type WriteOptions, checkDeviceRange } from "../block-device.js";
+export { NbdDevice } from "../nbd/nbd-device.js";
+export { MemoryBackend } from "../nbd/backends/memory-backend.js";
+export { FileBackend } from "../nbd/backends/file-backend.js";
 export { openBlockDevice, isNbdUri } from "./open-device.js";
 export { Datastore, type DirEntry, type FormatOptions, type OpenOptions, splitPath, joinPath } from "./datastore.js";
 export { type FileExtent, type InodeKind, DEFAULT_BLOCK_SIZE } from "./format.js";

@@ -2,8 +2,10 @@
  * Opens a block device named on a command line: an NBD URI (`nbd://…`,
  * `nbd+unix:///export?socket=…`, `nbds://…`) or a local raw file path.
  */
+import type { BlockDevice } from "../block-device.js";
+import { FileBackend } from "../nbd/backends/file-backend.js";
 import { NbdClient } from "../nbd/client.js";
-import { FileDevice, NbdDevice, type BlockDevice } from "./block-device.js";
+import { NbdDevice } from "../nbd/nbd-device.js";
 
 export function isNbdUri(target: string): boolean {
   return /^nbds?(\+(unix|tcp|vsock))?:\/\//.test(target);
@@ -11,5 +13,5 @@ export function isNbdUri(target: string): boolean {
 
 export async function openBlockDevice(target: string, opts: { readOnly?: boolean; create?: boolean; size?: number } = {}): Promise<BlockDevice> {
   if (isNbdUri(target)) return new NbdDevice(await NbdClient.connect(target));
-  return FileDevice.open(target, opts);
+  return FileBackend.open(target, opts);
 }

@@ -1,13 +1,22 @@
 /**
- * What an NBD server serves: a backend (nbdkit's plugin model). Capabilities are
+ * What an NBD server serves: a backend (nbdkit's plugin model), which is a
+ * BlockDevice (src/block-device.ts) plus what NBD adds: capabilities, zero,
+ * cache, block status, sparse reads and meta contexts. Capabilities are
  * declared apart from operations, so the server advertises exactly what the
  * backend can do and validates every request before the backend sees it
- * (nbdkit's validate_request). Backends therefore receive only in-range,
- * permitted requests and report failures by throwing a SanboxError whose
+ * (nbdkit's validate_request). From the server, backends therefore receive
+ * only in-range, permitted requests (called directly, as block devices, they
+ * check for themselves) and report failures by throwing a SanboxError whose
  * `errno` becomes the NBD error.
  *
  * LUN, snapshot, memory, file and backup-repository backends all implement this.
+ * Because a backend is a block device, the memory and file backends also serve
+ * as the datastore's devices and the oracle's images, without an adapter.
  */
+import type { BlockDevice, WriteOptions } from "../block-device.js";
+import type { FlaggedExtent } from "../extents/flagged.js";
+
+export type { WriteOptions } from "../block-device.js";
 
 export interface BackendCapabilities {
   readonly readOnly: boolean;
@@ -28,12 +37,12 @@ export interface BlockSizeConstraints {
   maximum: number;
 }
 
-/** One extent of a block-status answer; offsets are absolute. */
-export interface StatusExtent {
-  offset: number;
-  length: number;
-  flags: number;
-}
+/**
+ * One extent of a block-status answer; offsets are absolute. `flag` holds the
+ * context's state bits (base:allocation: NBD_STATE_HOLE | NBD_STATE_ZERO;
+ * qemu:dirty-bitmap: NBD_STATE_DIRTY), the u32 NBD sends for the extent.
+ */
+export type StatusExtent = FlaggedExtent<number>;
 
 /**
  * Part of a sparse read: data, or a hole that reads as zeros. `release`, if
@@ -42,32 +51,29 @@ export interface StatusExtent {
  */
 export type ReadPiece = { offset: number; data: Buffer; release?: () => void } | { offset: number; hole: number };
 
-export interface WriteOptions {
-  fua: boolean;
-}
-
-export interface ZeroOptions {
-  fua: boolean;
+export interface ZeroOptions extends WriteOptions {
   /** NBD_CMD_FLAG_NO_HOLE not set: the backend may deallocate. */
   mayTrim: boolean;
   /** NBD_CMD_FLAG_FAST_ZERO set: throw an ENOTSUP error rather than zero slowly. */
   fastZero: boolean;
 }
 
-export interface NbdBackend extends BackendCapabilities {
-  readonly size: number;
+export interface NbdBackend extends BlockDevice, BackendCapabilities {
   readonly description?: string;
   readonly blockSize?: BlockSizeConstraints;
   /** Meta contexts this export can serve, e.g. "base:allocation", "qemu:dirty-bitmap:S1". */
   metaContexts(): readonly string[];
 
-  read(offset: number, length: number): Promise<Buffer>;
   /** Optional: a read that reports holes, so structured replies can send OFFSET_HOLE. */
   readSparse?(offset: number, length: number): Promise<ReadPiece[]>;
   /** `data` is lent: it is reused once the returned promise settles, so copy what you keep. */
-  write(offset: number, data: Buffer, opts: WriteOptions): Promise<void>;
-  flush(): Promise<void>;
-  trim(offset: number, length: number, opts: WriteOptions): Promise<void>;
+  write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void>;
+  /**
+   * Required here: the server calls it only when canTrim; a backend without trim
+   * throws. Every writable backend here trims, so a BlockDevice user that trims
+   * whenever `trim` exists only ever meets the throwing kind on a read-only device.
+   */
+  trim(offset: number, length: number, opts?: WriteOptions): Promise<void>;
   zero(offset: number, length: number, opts: ZeroOptions): Promise<void>;
   cache(offset: number, length: number): Promise<void>;
   /**

@@ -50,7 +50,7 @@ import {
 import { errnoFromWire } from "./errno.js";
 import { ReplyDecoder, type ReplySink } from "./client-reply-decoder.js";
 import { SocketInput } from "./client-socket-input.js";
-import { decodeBlockStatus, decodeErrorChunk, decodeOffsetHole, encodeRequestHeader, type BlockStatusExtent } from "./transmission-codec.js";
+import { decodeBlockStatus, decodeErrorChunk, decodeOffsetHole, encodeRequestHeader, type BlockDescriptor } from "./transmission-codec.js";
 
 export interface CommandSpec {
   type: number;
@@ -65,7 +65,7 @@ export interface CommandOutcome {
   /** READ data. */
   data?: Buffer;
   /** BLOCK_STATUS extents by context id, relative lengths as sent. */
-  status?: Map<number, BlockStatusExtent[]>;
+  status?: Map<number, BlockDescriptor[]>;
 }
 
 interface Pending {
@@ -74,7 +74,7 @@ interface Pending {
   cancelled: boolean;
   error: NbdCommandError | undefined;
   read: ReadAssembler | undefined;
-  status: Map<number, BlockStatusExtent[]> | undefined;
+  status: Map<number, BlockDescriptor[]> | undefined;
   resolve: (o: CommandOutcome) => void;
   reject: (e: Error) => void;
   unlisten: () => void;

@@ -7,7 +7,7 @@
  * so in `note`. Each request goes to the least loaded connection.
  */
 import { InvalidArgumentError } from "../errors.js";
-import { NbdClient, type BlockExtent, type BlockSize, type ClientOptions } from "./client.js";
+import { NbdClient, type StatusExtent, type BlockSize, type ClientOptions } from "./client.js";
 import type { NbdUri } from "./uri.js";
 
 export class NbdClientPool {
@@ -97,10 +97,10 @@ export class NbdClientPool {
   cache(offset: number, length: number): Promise<void> {
     return this.pick().cache(offset, length);
   }
-  blockStatus(offset: number, length: number, opts?: { reqOne?: boolean; signal?: AbortSignal }): Promise<Map<string, BlockExtent[]>> {
+  blockStatus(offset: number, length: number, opts?: { reqOne?: boolean; signal?: AbortSignal }): Promise<Map<string, StatusExtent[]>> {
     return this.pick().blockStatus(offset, length, opts);
   }
-  extents(context: string, offset?: number, length?: number): AsyncIterable<BlockExtent> {
+  extents(context: string, offset?: number, length?: number): AsyncIterable<StatusExtent> {
     return this.pick().extents(context, offset, length);
   }
   async close(): Promise<void> {

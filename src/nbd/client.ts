@@ -21,6 +21,8 @@
 import { connect as netConnect, type Socket } from "node:net";
 import type { ConnectionOptions } from "node:tls";
 import { CancelledError, ConnectionClosedError, InvalidArgumentError, NbdCommandError, NbdProtocolError, TimeoutError, type Errno } from "../errors.js";
+import type { Extent } from "../extents/extent.js";
+import type { StatusExtent } from "./backend.js";
 import { NbdConnection, type CommandOutcome } from "./client-connection.js";
 import { ClientHandshake, type NegotiatedExport } from "./client-handshake.js";
 import { SocketInput } from "./client-socket-input.js";
@@ -68,11 +70,8 @@ export interface ClientOptions {
   maxInFlight?: number;
 }
 
-export interface BlockExtent {
-  offset: number;
-  length: number;
-  flags: number;
-}
+/** Block-status extents come back as the server's StatusExtent: absolute offsets, the context's state bits in `flag`. */
+export type { StatusExtent };
 
 export interface BlockSize {
   minimum: number;
@@ -159,8 +158,8 @@ function unsupported(what: string): NbdCommandError {
 }
 
 /** Split [offset, offset+length) into pieces of at most `max` bytes. */
-function pieces(offset: number, length: number, max: number): { offset: number; length: number }[] {
-  const out: { offset: number; length: number }[] = [];
+function pieces(offset: number, length: number, max: number): Extent[] {
+  const out: Extent[] = [];
   for (let at = 0; at < length; at += max) out.push({ offset: offset + at, length: Math.min(max, length - at) });
   return out;
 }
@@ -327,22 +326,22 @@ export class NbdClient {
    * starting at `offset`. The server may describe less than `length` (and the last
    * extent may run past it); `extents()` loops and clips.
    */
-  async blockStatus(offset: number, length: number, opts: { reqOne?: boolean; signal?: AbortSignal } = {}): Promise<Map<string, BlockExtent[]>> {
+  async blockStatus(offset: number, length: number, opts: { reqOne?: boolean; signal?: AbortSignal } = {}): Promise<Map<string, StatusExtent[]>> {
     checkRange("blockStatus", offset, length, this.size);
     if (length === 0) throw new InvalidArgumentError("blockStatus: length must be positive");
     if (this.metaContexts.size === 0) throw new InvalidArgumentError("blockStatus: no meta context was negotiated (pass metaContexts to connect)");
     const flags = opts.reqOne === true ? NBD_CMD_FLAG_REQ_ONE : 0;
     const out = await this.send({ type: NBD_CMD_BLOCK_STATUS, flags, offset, length: Math.min(length, MAX_EFFECT_LENGTH), ...sig(opts.signal) });
-    const result = new Map<string, BlockExtent[]>();
+    const result = new Map<string, StatusExtent[]>();
     for (const [id, list] of out.status ?? []) {
       const name = this.contextNames.get(id);
       if (name === undefined) continue;
-      const extents: BlockExtent[] = [];
+      const extents: StatusExtent[] = [];
       let at = offset;
       for (const e of list) {
         if (at >= this.size) break;
         const len = Math.min(e.length, this.size - at);
-        extents.push({ offset: at, length: len, flags: e.flags });
+        extents.push({ offset: at, length: len, flag: e.flag });
         at += len;
       }
       result.set(name, extents);
@@ -351,7 +350,7 @@ export class NbdClient {
   }
 
   /** Every extent of `context` over [offset, offset+length), clipped to the range, in order. */
-  async *extents(context: string, offset = 0, length?: number): AsyncIterable<BlockExtent> {
+  async *extents(context: string, offset = 0, length?: number): AsyncIterable<StatusExtent> {
     const len = length ?? this.size - offset;
     checkRange("extents", offset, len, this.size);
     if (!this.metaContexts.has(context)) throw new InvalidArgumentError(`extents: meta context '${context}' was not negotiated (have: ${[...this.metaContexts.keys()].join(", ") || "none"})`);
@@ -364,7 +363,7 @@ export class NbdClient {
       for (const e of list) {
         if (e.offset >= end) break;
         const stop = Math.min(e.offset + e.length, end);
-        yield { offset: e.offset, length: stop - e.offset, flags: e.flags };
+        yield { offset: e.offset, length: stop - e.offset, flag: e.flag };
         pos = stop;
       }
       if (pos === start) throw new NbdProtocolError(`BLOCK_STATUS at ${pos} made no progress for '${context}'`);

@@ -35,7 +35,7 @@ import {
   encodeOffsetDataHead,
   encodeOffsetHole,
   encodeSimpleReply,
-  type BlockStatusExtent,
+  type BlockDescriptor,
 } from "./transmission-codec.js";
 
 export interface CommandContext {
@@ -121,19 +121,19 @@ async function readReply(ctx: CommandContext, h: RequestHeader): Promise<Reply> 
 }
 
 /** Clip backend extents to [offset, offset+length), drop empties, cap the count. */
-export function clipExtents(extents: readonly StatusExtent[], offset: number, length: number, reqOne: boolean): BlockStatusExtent[] {
+export function clipExtents(extents: readonly StatusExtent[], offset: number, length: number, reqOne: boolean): BlockDescriptor[] {
   const end = offset + length;
-  const out: BlockStatusExtent[] = [];
+  const out: BlockDescriptor[] = [];
   let cursor = offset;
   for (const e of extents) {
     const eEnd = e.offset + e.length;
     if (eEnd <= cursor) continue; // wholly before the cursor
     if (e.offset > cursor) break; // a gap: report only what is contiguous
-    const t = Math.min(eEnd, end);
+    const stop = Math.min(eEnd, end);
     const last = out[out.length - 1];
-    if (last !== undefined && last.flags === e.flags) last.length += t - cursor;
-    else out.push({ length: t - cursor, flags: e.flags });
-    cursor = t;
+    if (last !== undefined && last.flag === e.flag) out[out.length - 1] = { length: last.length + stop - cursor, flag: e.flag };
+    else out.push({ length: stop - cursor, flag: e.flag });
+    cursor = stop;
     if (cursor >= end || reqOne || out.length >= NBD_MAX_EXTENTS) break;
   }
   return reqOne ? out.slice(0, 1) : out;

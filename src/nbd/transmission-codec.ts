@@ -4,6 +4,8 @@
  * chunk headers 20. Cookies are u64 and echoed verbatim, so they stay bigint.
  */
 import { NbdProtocolError } from "../errors.js";
+import type { Extent } from "../extents/extent.js";
+import type { FlaggedExtent } from "../extents/flagged.js";
 import {
   NBD_HEADER_REQUEST,
   NBD_HEADER_SIMPLE_REPLY,
@@ -90,19 +92,21 @@ export function encodeOffsetHole(flags: number, cookie: bigint, offset: number, 
   return b;
 }
 
-export interface BlockStatusExtent {
-  length: number;
-  flags: number;
-}
+/**
+ * A BLOCK_STATUS descriptor as the wire has it: a status extent without its
+ * offset, which is implied (descriptors are contiguous from the request's
+ * offset). The receiver adds offsets back (NbdClient.blockStatus).
+ */
+export type BlockDescriptor = Pick<FlaggedExtent<number>, "length" | "flag">;
 
-export function encodeBlockStatus(flags: number, cookie: bigint, contextId: number, extents: readonly BlockStatusExtent[]): Buffer {
+export function encodeBlockStatus(flags: number, cookie: bigint, contextId: number, extents: readonly BlockDescriptor[]): Buffer {
   const payload = 4 + 8 * extents.length;
   const b = encodeChunkHeader({ flags, type: NBD_REPLY_TYPE_BLOCK_STATUS, cookie, length: payload }, payload);
   b.writeUInt32BE(contextId >>> 0, 20);
   let p = 24;
   for (const e of extents) {
     b.writeUInt32BE(e.length >>> 0, p);
-    b.writeUInt32BE(e.flags >>> 0, p + 4);
+    b.writeUInt32BE(e.flag >>> 0, p + 4);
     p += 8;
   }
   return b;
@@ -123,7 +127,7 @@ export function encodeErrorChunk(flags: number, cookie: bigint, error: number, m
 
 // ---- client-side payload decoders -----------------------------------------
 
-export function decodeOffsetHole(p: Buffer): { offset: number; length: number } {
+export function decodeOffsetHole(p: Buffer): Extent {
   if (p.length !== 12) throw new NbdProtocolError(`OFFSET_HOLE chunk of ${p.length} bytes, expected 12`);
   return { offset: Number(p.readBigUInt64BE(0)), length: p.readUInt32BE(8) };
 }
@@ -133,11 +137,11 @@ export function decodeOffsetData(p: Buffer): { offset: number; data: Buffer } {
   return { offset: Number(p.readBigUInt64BE(0)), data: p.subarray(8) };
 }
 
-export function decodeBlockStatus(p: Buffer): { contextId: number; extents: BlockStatusExtent[] } {
+export function decodeBlockStatus(p: Buffer): { contextId: number; extents: BlockDescriptor[] } {
   if (p.length < 12 || (p.length - 4) % 8 !== 0) throw new NbdProtocolError(`BLOCK_STATUS chunk of ${p.length} bytes`);
   const contextId = p.readUInt32BE(0);
-  const extents: BlockStatusExtent[] = [];
-  for (let at = 4; at < p.length; at += 8) extents.push({ length: p.readUInt32BE(at), flags: p.readUInt32BE(at + 4) });
+  const extents: BlockDescriptor[] = [];
+  for (let at = 4; at < p.length; at += 8) extents.push({ length: p.readUInt32BE(at), flag: p.readUInt32BE(at + 4) });
   return { contextId, extents };
 }
 

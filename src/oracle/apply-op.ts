@@ -3,7 +3,7 @@
  * awaits it, then acknowledges the operation in its Journal, then starts the next:
  * that wait is what makes the chain causal across disks.
  */
-import type { BlockDevice } from "../datastore/block-device.js";
+import type { BlockDevice } from "../block-device.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { Workload, WorkloadOp } from "./workload.js";
 
@@ -21,6 +21,7 @@ export async function applyOp(workload: Workload, op: WorkloadOp, targets: reado
       await t.device.write(op.offset, workload.stampFor(op));
       return;
     case "trim":
+      // The oracle expects a trimmed stamp to read as zeros: the BlockDevice trim contract.
       if (t.device.trim !== undefined) await t.device.trim(op.offset, op.length);
       else await t.device.write(op.offset, Buffer.alloc(op.length));
       return;

@@ -12,16 +12,14 @@
  * a stamp from after n, a write up to n that is missing, a trimmed block still
  * holding data, a torn block, or a block from another disk or chain.
  */
+import type { BlockDevice } from "../block-device.js";
 import { crc32c } from "../datastore/crc32c.js";
 import { InvalidArgumentError } from "../errors.js";
 import { STAMP_SIZE, classifyBlock, decodeDescriptor, type Stamp, type WorkloadSpec } from "./stamp.js";
 import { Workload } from "./workload.js";
 
-/** Anything with a size and positional reads: a raw file, a memory buffer, an NBD export. */
-export interface ImageSource {
-  readonly size: number;
-  read(offset: number, length: number): Promise<Buffer>;
-}
+/** The read side of a block device (src/block-device.ts): a raw file, a memory disk, an NBD export, a datastore file. */
+export type ImageSource = Pick<BlockDevice, "size" | "read">;
 
 export interface NamedImage {
   name: string;

@@ -7,15 +7,12 @@
  * byte range exactly once, ascending and without overlap.
  */
 import { SanboxError } from "../errors.js";
+import type { FlaggedExtent } from "../extents/flagged.js";
 import type { CallOptions, Decoded } from "./service.js";
 import { v1 } from "./proto.js";
 
-export interface TypedExtent {
-  offset: number;
-  length: number;
-  /** DATA: read it from the target; ZERO: the target reads as zeros there. */
-  type: "DATA" | "ZERO";
-}
+/** A CBT or allocation extent. `flag` DATA: read it from the target; ZERO: the target reads as zeros there. */
+export type TypedExtent = FlaggedExtent<"DATA" | "ZERO">;
 
 export type BlockStreamCall = (startingOffset: number, opts?: CallOptions) => AsyncIterable<Decoded<v1.IBlockMetadataResponse>>;
 
@@ -46,7 +43,7 @@ export async function* resumableExtents(call: BlockStreamCall, opts: ResumeOptio
           const end = b.byteOffset + b.sizeBytes;
           if (end <= pos) continue;
           const start = Math.max(b.byteOffset, pos);
-          yield { offset: start, length: end - start, type: b.type === v1.ExtentType.ZERO ? "ZERO" : "DATA" };
+          yield { offset: start, length: end - start, flag: b.type === v1.ExtentType.ZERO ? "ZERO" : "DATA" };
           pos = end;
         }
       }

@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NbdDevice } from "../../src/datastore/block-device.js";
+import { NbdDevice } from "../../src/nbd/nbd-device.js";
 import { Datastore } from "../../src/datastore/datastore.js";
 import { DatastoreFileDevice } from "../../src/datastore/file-device.js";
 import { readVm } from "../../src/datastore/vm-files.js";

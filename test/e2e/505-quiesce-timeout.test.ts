@@ -10,7 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NbdClient } from "../../src/nbd/client.js";
 import { Datastore } from "../../src/datastore/datastore.js";
-import { NbdDevice } from "../../src/datastore/block-device.js";
+import { NbdDevice } from "../../src/nbd/nbd-device.js";
 import { DatastoreFileDevice } from "../../src/datastore/file-device.js";
 import { readVm } from "../../src/datastore/vm-files.js";
 import { verifyConsistency, type NamedImage } from "../../src/oracle/verify.js";

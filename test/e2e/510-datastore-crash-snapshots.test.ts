@@ -12,7 +12,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NbdDevice } from "../../src/datastore/block-device.js";
+import { NbdDevice } from "../../src/nbd/nbd-device.js";
 import { Datastore } from "../../src/datastore/datastore.js";
 import { fsck } from "../../src/datastore/fsck.js";
 import { NbdClient } from "../../src/nbd/client.js";

@@ -15,7 +15,7 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NbdDevice } from "../../src/datastore/block-device.js";
+import { NbdDevice } from "../../src/nbd/nbd-device.js";
 import { Datastore } from "../../src/datastore/datastore.js";
 import { NbdClient } from "../../src/nbd/client.js";
 import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";

@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NbdDevice } from "../../src/datastore/block-device.js";
+import { NbdDevice } from "../../src/nbd/nbd-device.js";
 import { Datastore } from "../../src/datastore/datastore.js";
 import { totalLength } from "../../src/extents/index.js";
 import { NbdClient } from "../../src/nbd/client.js";

@@ -3,7 +3,7 @@
 // "reopen" mounts the device afresh mid-sequence.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MemoryDevice } from "../../src/datastore/block-device.js";
+import { MemoryBackend } from "../../src/nbd/backends/memory-backend.js";
 import { Datastore } from "../../src/datastore/datastore.js";
 import { fsck } from "../../src/datastore/fsck.js";
 import { SanboxError } from "../../src/errors.js";
@@ -147,7 +147,7 @@ describe("datastore file system vs a reference model", () => {
     it(`random operation sequences (${mode} commit)`, async () => {
       await fc.assert(
         fc.asyncProperty(fc.array(opArb, { minLength: 5, maxLength: 40, size: "max" }), fc.constantFrom(512, 1024, 4096), async (ops, blockSize) => {
-          const dev = new MemoryDevice(256 * 1024);
+          const dev = new MemoryBackend(256 * 1024);
           let ds = await Datastore.format(dev, { blockSize }, { strict: true, commit: mode });
           const model: Model = new Map();
           for (const o of ops) {

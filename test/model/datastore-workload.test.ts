@@ -4,7 +4,8 @@
 // images (read back through the datastore) plus the RDM image must be a prefix of the
 // chain. A datastore cut later than the RDM cut (no revert) must fail.
 import { describe, expect, it } from "vitest";
-import { MemoryDevice, type BlockDevice } from "../../src/datastore/block-device.js";
+import type { BlockDevice } from "../../src/block-device.js";
+import { MemoryBackend } from "../../src/nbd/backends/memory-backend.js";
 import { Datastore } from "../../src/datastore/datastore.js";
 import { DatastoreFileDevice } from "../../src/datastore/file-device.js";
 import { createVm, growVmdk, listVms, readVm } from "../../src/datastore/vm-files.js";
@@ -98,7 +99,7 @@ describe("dependent-write workload on the datastore", () => {
     for (const v of skew.violations) expect(v.offset % 4096).toBe(0);
 
     // The final state, reopened read-write, still passes fsck and reads the same as the journal.
-    const reopened = await Datastore.open(new MemoryDevice(Buffer.from(dsDev.inner.buffer)));
+    const reopened = await Datastore.open(MemoryBackend.fromBuffer(dsDev.inner.contents()));
     expect(reopened.check().errors).toEqual([]);
     const final = await verifyConsistency(await imagesAt(dsDev, rdmDev), { spec });
     expect(final).toMatchObject({ consistent: true });

@@ -3,7 +3,8 @@
  * so crash tests can rebuild the device as it was after any prefix of the log,
  * optionally with the last write torn.
  */
-import { MemoryDevice, type BlockDevice, type WriteOptions } from "../../src/datastore/block-device.js";
+import type { BlockDevice, WriteOptions } from "../../src/block-device.js";
+import { MemoryBackend } from "../../src/nbd/backends/memory-backend.js";
 
 export interface LoggedWrite {
   offset: number;
@@ -12,10 +13,10 @@ export interface LoggedWrite {
 
 export class RecordingDevice implements BlockDevice {
   readonly log: LoggedWrite[] = [];
-  readonly inner: MemoryDevice;
+  readonly inner: MemoryBackend;
   readonly readOnly = false;
   constructor(size: number) {
-    this.inner = new MemoryDevice(size);
+    this.inner = new MemoryBackend(size);
   }
   get size(): number {
     return this.inner.size;
@@ -34,14 +35,14 @@ export class RecordingDevice implements BlockDevice {
   async flush(): Promise<void> {}
 
   /** The device after the first `count` logged writes; `tornBytes` keeps only that many bytes of the last one. */
-  replay(count: number, tornBytes?: number): MemoryDevice {
-    const dev = new MemoryDevice(this.size);
+  replay(count: number, tornBytes?: number): MemoryBackend {
+    const image = Buffer.alloc(this.size);
     for (let i = 0; i < count; i++) {
       const w = this.log[i];
       if (w === undefined) break;
       const data = i === count - 1 && tornBytes !== undefined ? w.data.subarray(0, tornBytes) : w.data;
-      data.copy(dev.buffer, w.offset);
+      data.copy(image, w.offset);
     }
-    return dev;
+    return MemoryBackend.fromBuffer(image);
   }
 }

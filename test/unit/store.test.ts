@@ -3,12 +3,15 @@ import { mkdtemp, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { NBD_STATE_HOLE, NBD_STATE_ZERO } from "../../src/nbd/constants.js";
 import { ArrayStore } from "../../simulator/array/index.js";
 
 let dir: string;
 let store: ArrayStore;
 const KiB = 1024;
 const MiB = 1024 * KiB;
+/** base:allocation state of a hole (Volume.blockStatus speaks NBD state bits). */
+const HOLE = NBD_STATE_HOLE | NBD_STATE_ZERO;
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "sanbox-store-"));
@@ -38,9 +41,9 @@ describe("ArrayStore", () => {
     expect((await v.read(40 * 2 ** 40, 16)).subarray(5, 10).toString()).toBe("hello");
     expect(store.getLun("big").allocatedBytes).toBe(64 * KiB);
     expect(v.blockStatus(40 * 2 ** 40 - 64 * KiB, 3 * 64 * KiB)).toEqual([
-      { offset: 40 * 2 ** 40 - 64 * KiB, length: 64 * KiB, hole: true, zero: true },
-      { offset: 40 * 2 ** 40, length: 64 * KiB, hole: false, zero: false },
-      { offset: 40 * 2 ** 40 + 64 * KiB, length: 64 * KiB, hole: true, zero: true },
+      { offset: 40 * 2 ** 40 - 64 * KiB, length: 64 * KiB, flag: HOLE },
+      { offset: 40 * 2 ** 40, length: 64 * KiB, flag: 0 },
+      { offset: 40 * 2 ** 40 + 64 * KiB, length: 64 * KiB, flag: HOLE },
     ]);
   });
 
@@ -211,7 +214,7 @@ describe("ArrayStore on a full file system", () => {
       const v = s.openVolume({ lun: "a" });
       await expect(v.write(0, pattern(128 * KiB, 1))).rejects.toMatchObject({ code: "NO_SPACE", errno: "ENOSPC" });
       expect(s.getLun("a").allocatedBytes).toBe(0);
-      expect(v.blockStatus(0, 4 * MiB)).toEqual([{ offset: 0, length: 4 * MiB, hole: true, zero: true }]);
+      expect(v.blockStatus(0, 4 * MiB)).toEqual([{ offset: 0, length: 4 * MiB, flag: HOLE }]);
       expect((await v.read(0, 128 * KiB)).equals(Buffer.alloc(128 * KiB))).toBe(true);
       // Zeroing whole blocks needs no data space, so it still works on a full disk.
       await v.zero(0, 64 * KiB);

@@ -73,8 +73,8 @@ export async function backupRdms(run: RunState, found: Discovery, atT1: AtT1): P
     extents ??= await retry(run, "allocated blocks", () => collect(run.array.allocatedExtents(snap.id)));
     const image = atT1.point.image(base);
     const job = {
-      copies: extents.filter((e) => e.type === "DATA").map((e) => ({ srcOffset: e.offset, dstOffset: e.offset, length: e.length })),
-      zeros: normalize(extents.filter((e) => e.type === "ZERO")),
+      copies: extents.filter((e) => e.flag === "DATA").map((e) => ({ srcOffset: e.offset, dstOffset: e.offset, length: e.length })),
+      zeros: normalize(extents.filter((e) => e.flag === "ZERO")),
       size: snap.size,
     };
     const st = await copyExtents(reader, job, image, copyOptions(run, d.name, "rdm"));

@@ -6,7 +6,8 @@
  */
 import { drain, expectCode, must } from "../assert.js";
 import { isZero, pattern } from "../data.js";
-import { flatten, fmt, fmtList, uncovered, union, type Range } from "../extents.js";
+import type { Extent } from "../../../src/extents/index.js";
+import { flatten, fmt, fmtList, uncovered, union } from "../extents.js";
 import { describeArea } from "../registry.js";
 
 describeArea("allocated", (area) => {
@@ -15,9 +16,9 @@ describeArea("allocated", (area) => {
     const size = bs * 32;
     const lun = await t.createLun("alloc", size);
     const fresh = flatten(await drain(t.array.getAllocatedBlocks({ lunId: lun.lunId })));
-    must(fresh.every((e) => e.type === "ZERO"), `a fresh LUN reports allocated data: ${fmtList(fresh)}`);
+    must(fresh.every((e) => e.flag === "ZERO"), `a fresh LUN reports allocated data: ${fmtList(fresh)}`);
     const c = await t.open({ lunId: lun.lunId });
-    const written: Range[] = [
+    const written: Extent[] = [
       { offset: bs * 3, length: bs * 2 },
       { offset: bs * 10 + 512, length: 1024 },
       { offset: bs * 31, length: bs },
@@ -33,7 +34,7 @@ describeArea("allocated", (area) => {
       must(e.offset >= prevEnd, `extent ${fmt(e)} is not ascending/non-overlapping`);
       prevEnd = e.offset + e.length;
     }
-    const u = union(flat.filter((e) => e.type !== "ZERO"));
+    const u = union(flat.filter((e) => e.flag !== "ZERO"));
     for (const w of written) must(uncovered(u, w.offset, w.length).length === 0, `written range ${fmt(w)} is not reported as allocated: ${fmtList(flat)}`);
     const snap = await t.open({ snapshotId: s.snapshotId });
     for (const gap of uncovered(u, 0, size)) must(isZero(await snap.read(gap.offset, gap.length)), `range ${fmt(gap)} is reported unallocated but holds data`);

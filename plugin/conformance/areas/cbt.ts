@@ -18,7 +18,8 @@ import { NBD_META_QEMU_DIRTY_BITMAP_PREFIX, NBD_STATE_DIRTY } from "../../../src
 import { drain, expectCode, firstDifference, must, violation } from "../assert.js";
 import type { CheckContext, Lun, Snapshot } from "../context.js";
 import { isZero, pattern } from "../data.js";
-import { flatten, fmt, fmtList, sameRanges, uncovered, union, type Ext, type Message, type Range } from "../extents.js";
+import type { Extent, FlaggedExtent } from "../../../src/extents/index.js";
+import { flatten, fmt, fmtList, sameRanges, uncovered, union, type Message, type ReportedExtent } from "../extents.js";
 import { describeArea } from "../registry.js";
 
 const execFileP = promisify(execFile);
@@ -29,9 +30,9 @@ interface CbtSetup {
   s2: Snapshot;
   size: number;
   /** Ranges changed between s1 and s2, by kind. */
-  written: Range[];
-  trimmed: Range;
-  zeroed: Range;
+  written: Extent[];
+  trimmed: Extent;
+  zeroed: Extent;
 }
 
 async function changes(t: CheckContext, base: string, target: string, opts: { startingOffset?: number; maxResults?: number; lunId?: string } = {}): Promise<Message[]> {
@@ -61,7 +62,7 @@ async function applyDelta(t: CheckContext, base: string, target: string, msgs: r
   baseData.copy(restored, 0, 0, Math.min(cap, baseData.length));
   for (const e of flatten(msgs)) {
     if (e.offset < 0 || e.offset + e.length > cap) violation(`extent ${fmt(e)} lies outside the volume (${cap} bytes)`);
-    if (e.type === "ZERO") restored.fill(0, e.offset, e.offset + e.length);
+    if (e.flag === "ZERO") restored.fill(0, e.offset, e.offset + e.length);
     else (await tc.read(e.offset, e.length)).copy(restored, e.offset);
   }
   const want = await tc.read(0, tc.size);
@@ -76,20 +77,20 @@ async function applyDelta(t: CheckContext, base: string, target: string, msgs: r
   }
 }
 
-function checkShape(msgs: readonly Message[], opts: { capacity: number; maxResults: number; align: number; startingOffset: number }): Ext[] {
+function checkShape(msgs: readonly Message[], opts: { capacity: number; maxResults: number; align: number; startingOffset: number }): ReportedExtent[] {
   must(msgs.length >= 1, "the stream sent no message (at least one is required, to carry volume_capacity_bytes)");
   const first = msgs[0];
   must(first !== undefined, "no first message");
   must(first.blockMetadataType !== v1.BlockMetadataType.BLOCK_METADATA_TYPE_UNKNOWN, "block_metadata_type is UNKNOWN");
   let prevEnd = -1;
-  let prev: Ext | undefined;
+  let prev: ReportedExtent | undefined;
   msgs.forEach((m, i) => {
     must(m.blockMetadataType === first.blockMetadataType, `message ${i} changes block_metadata_type (${first.blockMetadataType} -> ${m.blockMetadataType})`);
     must(m.volumeCapacityBytes === first.volumeCapacityBytes, `message ${i} changes volume_capacity_bytes (${first.volumeCapacityBytes} -> ${m.volumeCapacityBytes})`);
     if (opts.maxResults > 0) must(m.blockMetadata.length <= opts.maxResults, `message ${i} has ${m.blockMetadata.length} extents, max_results is ${opts.maxResults}`);
     for (const e of flatten([m])) {
       must(e.length > 0, `message ${i}: extent ${fmt(e)} is empty`);
-      must(e.type !== "UNSPECIFIED", `message ${i}: extent ${fmt(e)} has no type (DATA or ZERO)`);
+      must(e.flag !== "UNSPECIFIED", `message ${i}: extent ${fmt(e)} has no type (DATA or ZERO)`);
       must(e.offset % opts.align === 0 && (e.length % opts.align === 0 || e.offset + e.length === opts.capacity), `message ${i}: extent ${fmt(e)} is not aligned to ${opts.align}`);
       must(e.offset >= 0 && e.offset + e.length <= opts.capacity, `message ${i}: extent ${fmt(e)} lies outside the volume (${opts.capacity} bytes)`);
       must(e.offset >= prevEnd, `message ${i}: extent ${fmt(e)} is not after the previous extent ${prev !== undefined ? fmt(prev) : ""} (extents must be ascending and non-overlapping across messages)`);
@@ -105,7 +106,7 @@ function checkShape(msgs: readonly Message[], opts: { capacity: number; maxResul
 }
 
 /** Runs `nbdinfo --map=CONTEXT --json URI` (libnbd's tool); skips the check when it is not installed. */
-async function nbdinfoMap(t: CheckContext, context: string, uri: string): Promise<{ offset: number; length: number; type: number }[]> {
+async function nbdinfoMap(t: CheckContext, context: string, uri: string): Promise<FlaggedExtent<number>[]> {
   let stdout: string;
   try {
     ({ stdout } = await execFileP("nbdinfo", [`--map=${context}`, "--json", uri], { timeout: 30_000, maxBuffer: 64 * 1024 * 1024 }));
@@ -119,7 +120,7 @@ async function nbdinfoMap(t: CheckContext, context: string, uri: string): Promis
     if (typeof x !== "object" || x === null) violation(`nbdinfo map entry ${JSON.stringify(x)}`);
     const o = x as Record<string, unknown>;
     if (typeof o.offset !== "number" || typeof o.length !== "number" || typeof o.type !== "number") violation(`nbdinfo map entry ${JSON.stringify(x)}`);
-    return { offset: o.offset, length: o.length, type: o.type };
+    return { offset: o.offset, length: o.length, flag: o.type }; // nbdinfo's "type" is the extent's state bits
   });
 }
 
@@ -129,7 +130,7 @@ describeArea("cbt", (area) => {
     const size = bs * 128;
     const lun = await t.createLun("cbt", size);
     const live = await t.open({ lunId: lun.lunId });
-    const blocks = (a: number, b: number): Range => ({ offset: a * bs, length: (b - a) * bs });
+    const blocks = (a: number, b: number): Extent => ({ offset: a * bs, length: (b - a) * bs });
     for (const r of [blocks(0, 4), blocks(10, 20), blocks(40, 42), blocks(60, 80)]) await live.write(r.offset, pattern(`${lun.name}/base/${r.offset}`, r.length));
     await live.flush();
     const s1 = await t.snapshotOne(lun.lunId, "cbt-base");
@@ -163,7 +164,7 @@ describeArea("cbt", (area) => {
       const s = await setup(t);
       const flat = flatten(await changes(t, s.s1.snapshotId, s.s2.snapshotId));
       const u = union(flat);
-      const gaps = (r: Range): Range[] => uncovered(u, r.offset, r.length);
+      const gaps = (r: Extent): Extent[] => uncovered(u, r.offset, r.length);
       const tg = uncovered(u, s.trimmed.offset, s.trimmed.length);
       must(tg.length === 0, `trimmed range ${fmt(s.trimmed)} is not reported (missing ${fmtList(tg)}); reported: ${fmtList(flat)}`);
       const zg = gaps(s.zeroed);
@@ -173,7 +174,7 @@ describeArea("cbt", (area) => {
         must(g.length === 0, `written range ${fmt(w)} is not reported (missing ${fmtList(g)})`);
       }
       const tc = await t.open({ snapshotId: s.s2.snapshotId });
-      for (const e of flat.filter((x) => x.type === "ZERO")) must(isZero(await tc.read(e.offset, e.length)), `extent ${fmt(e)} is typed ZERO but the target holds data there`);
+      for (const e of flat.filter((x) => x.flag === "ZERO")) must(isZero(await tc.read(e.offset, e.length)), `extent ${fmt(e)} is typed ZERO but the target holds data there`);
     },
     opts,
   );
@@ -214,7 +215,7 @@ describeArea("cbt", (area) => {
           const msgs = await changes(t, base, target, { startingOffset: S, maxResults });
           const got = checkShape(msgs, { capacity: s.size, align: 1, maxResults, startingOffset: S });
           const want = full.filter((e) => e.offset + e.length > S);
-          const clip = (l: readonly Range[]): Range[] => union(l.map((e) => ({ offset: Math.max(e.offset, S), length: e.offset + e.length - Math.max(e.offset, S) })));
+          const clip = (l: readonly Extent[]): Extent[] => union(l.map((e) => ({ offset: Math.max(e.offset, S), length: e.offset + e.length - Math.max(e.offset, S) })));
           must(sameRanges(clip(got), clip(want)), `starting_offset ${S} (max_results ${maxResults}) gives ${fmtList(got)}, expected ${fmtList(want)}`);
         }
       }
@@ -297,8 +298,8 @@ describeArea("cbt", (area) => {
       const s = await setup(t);
       const ctxName = `${NBD_META_QEMU_DIRTY_BITMAP_PREFIX}${s.s1.snapshotId}`;
       const c = await t.open({ snapshotId: s.s2.snapshotId }, { metaContexts: [ctxName] });
-      const dirty: Range[] = [];
-      for await (const e of c.extents(ctxName)) if ((e.flags & NBD_STATE_DIRTY) !== 0) dirty.push({ offset: e.offset, length: e.length });
+      const dirty: Extent[] = [];
+      for await (const e of c.extents(ctxName)) if ((e.flag & NBD_STATE_DIRTY) !== 0) dirty.push({ offset: e.offset, length: e.length });
       const flat = flatten(await changes(t, s.s1.snapshotId, s.s2.snapshotId));
       must(sameRanges(dirty, flat), `dirty bitmap ${fmtList(union(dirty))} differs from GetChangedBlocks ${fmtList(union(flat))}`);
     },
@@ -312,7 +313,7 @@ describeArea("cbt", (area) => {
       const s = await setup(t);
       const exp = await t.exportOf({ snapshotId: s.s2.snapshotId });
       const map = await nbdinfoMap(t, `${NBD_META_QEMU_DIRTY_BITMAP_PREFIX}${s.s1.snapshotId}`, exp.uri);
-      const dirty = map.filter((e) => (e.type & NBD_STATE_DIRTY) !== 0);
+      const dirty = map.filter((e) => (e.flag & NBD_STATE_DIRTY) !== 0);
       const flat = flatten(await changes(t, s.s1.snapshotId, s.s2.snapshotId));
       must(sameRanges(dirty, flat), `nbdinfo --map shows dirty ${fmtList(union(dirty))}, GetChangedBlocks reports ${fmtList(union(flat))}`);
     },
@@ -335,7 +336,7 @@ describeArea("cbt", (area) => {
       const before = flatten(await changes(t, a.snapshotId, b.snapshotId));
       await t.array.deleteSnapshot({ snapshotId: a.snapshotId });
       if (t.claims("cbtFromDeletedBase")) {
-        let after: Ext[];
+        let after: ReportedExtent[];
         try {
           after = flatten(await changes(t, a.snapshotId, b.snapshotId));
         } catch (e: unknown) {

@@ -140,8 +140,8 @@ describeArea(
       for await (const e of c.extents(NBD_META_BASE_ALLOCATION, 0, end)) {
         must(e.offset === pos, `extent at ${e.offset} leaves a gap or overlap (expected ${pos})`);
         must(e.length > 0, `empty extent at ${e.offset}`);
-        must((e.flags & ~(NBD_STATE_HOLE | NBD_STATE_ZERO)) === 0, `extent at ${e.offset} has unknown flags ${e.flags}`);
-        if (e.offset < 65536) must((e.flags & NBD_STATE_ZERO) === 0, `extent [${e.offset}, +${e.length}) is flagged ZERO but holds written data`);
+        must((e.flag & ~(NBD_STATE_HOLE | NBD_STATE_ZERO)) === 0, `extent at ${e.offset} has unknown flags ${e.flag}`);
+        if (e.offset < 65536) must((e.flag & NBD_STATE_ZERO) === 0, `extent [${e.offset}, +${e.length}) is flagged ZERO but holds written data`);
         pos = e.offset + e.length;
       }
       must(pos === end, `extents stop at ${pos}, expected ${end}`);

@@ -15,7 +15,7 @@
  * The export size is fixed when the connection opens (NBD has no resize here).
  */
 import type { NbdBackend, ReadPiece, StatusExtent, WriteOptions, ZeroOptions } from "../../../src/nbd/backend.js";
-import { NBD_META_BASE_ALLOCATION, NBD_META_QEMU_DIRTY_BITMAP_PREFIX, NBD_STATE_DIRTY, NBD_STATE_HOLE, NBD_STATE_ZERO } from "../../../src/nbd/constants.js";
+import { NBD_META_BASE_ALLOCATION, NBD_META_QEMU_DIRTY_BITMAP_PREFIX, NBD_STATE_DIRTY } from "../../../src/nbd/constants.js";
 import { InvalidArgumentError } from "../../../src/errors.js";
 import type { Extent } from "../../../src/extents/index.js";
 import type { Volume } from "../volume.js";
@@ -80,18 +80,19 @@ export class VolumeBackend implements NbdBackend {
     c.bytesRead += length;
     if (this.readOnly) c.snapshotBytesRead += length;
   }
-  write(offset: number, data: Buffer, opts: WriteOptions): Promise<void> {
+  write(offset: number, data: Buffer, opts: WriteOptions = {}): Promise<void> {
     if (this.opts.counters) this.opts.counters.bytesWritten += data.length;
-    return this.volume.write(offset, data, { fua: opts.fua });
+    return this.volume.write(offset, data, opts);
   }
   flush(): Promise<void> {
     return this.volume.flush();
   }
-  trim(offset: number, length: number, opts: WriteOptions): Promise<void> {
-    return this.volume.trim(offset, length, { fua: opts.fua });
+  trim(offset: number, length: number, opts: WriteOptions = {}): Promise<void> {
+    return this.volume.trim(offset, length, opts);
   }
   zero(offset: number, length: number, opts: ZeroOptions): Promise<void> {
-    return this.volume.zero(offset, length, { fua: opts.fua });
+    // mayTrim and fastZero ask nothing more of the store: whole blocks become zero entries either way.
+    return this.volume.zero(offset, length, opts);
   }
   async cache(): Promise<void> {
     return undefined;
@@ -101,11 +102,7 @@ export class VolumeBackend implements NbdBackend {
     if (context === NBD_META_BASE_ALLOCATION) {
       // Bound the work per request; the answer may be shorter than asked.
       const len = Math.min(length, this.size - offset, 4 * 1024 * 1024 * 1024);
-      return this.volume.blockStatus(offset, len).map((e) => ({
-        offset: e.offset,
-        length: e.length,
-        flags: (e.hole ? NBD_STATE_HOLE : 0) | (e.zero ? NBD_STATE_ZERO : 0),
-      }));
+      return this.volume.blockStatus(offset, len);
     }
     if (context.startsWith(NBD_META_QEMU_DIRTY_BITMAP_PREFIX) && this.contexts.includes(context)) {
       return dirtyStatus(this.dirtyExtents(context.slice(NBD_META_QEMU_DIRTY_BITMAP_PREFIX.length)), offset, Math.min(length, this.size - offset));
@@ -141,11 +138,11 @@ export function firstEndingAfter(list: readonly Extent[], offset: number): numbe
 export function dirtyStatus(dirty: readonly Extent[], offset: number, length: number): StatusExtent[] {
   const stop = offset + length;
   const out: StatusExtent[] = [];
-  const push = (lo: number, hi: number, flags: number): void => {
+  const push = (lo: number, hi: number, flag: number): void => {
     if (lo >= hi) return;
     const last = out[out.length - 1];
-    if (last && last.flags === flags && last.offset + last.length === lo) last.length += hi - lo;
-    else out.push({ offset: lo, length: hi - lo, flags });
+    if (last && last.flag === flag && last.offset + last.length === lo) out[out.length - 1] = { offset: last.offset, length: last.length + hi - lo, flag };
+    else out.push({ offset: lo, length: hi - lo, flag });
   };
   let pos = offset;
   for (let i = firstEndingAfter(dirty, offset); i < dirty.length && pos < stop; i++) {

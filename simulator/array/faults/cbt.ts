@@ -44,7 +44,7 @@ async function wholeAnswer(next: ArrayServiceImpl, req: ChangedBlocksRequest, ct
   for await (const message of next.getChangedBlocks(fromZero, ctx)) {
     changes.size = message.volumeCapacityBytes ?? 0;
     for (const extent of message.blockMetadata ?? []) {
-      changes.extents.push({ offset: extent.byteOffset ?? 0, length: extent.sizeBytes ?? 0, type: extent.type ?? v1.ExtentType.EXTENT_TYPE_UNSPECIFIED });
+      changes.extents.push({ offset: extent.byteOffset ?? 0, length: extent.sizeBytes ?? 0, flag: extent.type ?? v1.ExtentType.EXTENT_TYPE_UNSPECIFIED });
     }
   }
   return changes;
@@ -70,7 +70,7 @@ async function* alteredStream(
 
 export const cbtDropZero: ServiceFilter = (next) =>
   overlay(next, {
-    getChangedBlocks: (req, ctx) => alteredStream(next, req, ctx, (changes) => ({ ...changes, extents: changes.extents.filter((e) => e.type !== v1.ExtentType.ZERO) })),
+    getChangedBlocks: (req, ctx) => alteredStream(next, req, ctx, (changes) => ({ ...changes, extents: changes.extents.filter((e) => e.flag !== v1.ExtentType.ZERO) })),
   });
 
 export const cbtOffByOne: ServiceFilter = (next) =>

@@ -26,6 +26,7 @@ import {
   OutOfRangeError,
   SanboxError,
 } from "../../../src/errors.js";
+import type { FlaggedExtent } from "../../../src/extents/index.js";
 import type { SessionInfo } from "../../../src/nbd/backend.js";
 import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
 import { CONTRACT_VERSION, v1 } from "../../../src/rpc/proto.js";
@@ -427,7 +428,7 @@ export class SanboxArrayService implements ArrayServiceImpl {
       target = { lun: this.lun(req.lunId).id };
     }
     const r = this.store.changedExtents(req.baseSnapshotId, target);
-    const extents = r.extents.map((e) => ({ offset: e.offset, length: e.length, type: e.flag === "DATA" ? v1.ExtentType.DATA : v1.ExtentType.ZERO }));
+    const extents = r.extents.map((e) => ({ offset: e.offset, length: e.length, flag: e.flag === "DATA" ? v1.ExtentType.DATA : v1.ExtentType.ZERO }));
     yield* frame(extents, r.size, req.startingOffset, maxResults);
   }
 
@@ -443,7 +444,7 @@ export class SanboxArrayService implements ArrayServiceImpl {
     }
     const r = this.store.allocatedExtents(target);
     yield* frame(
-      r.extents.map((e) => ({ offset: e.offset, length: e.length, type: v1.ExtentType.DATA })),
+      r.extents.map((e) => ({ offset: e.offset, length: e.length, flag: v1.ExtentType.DATA })),
       r.size,
       req.startingOffset,
       maxResults,
@@ -509,11 +510,8 @@ export function checkMaxResults(n: number): number {
   return n === 0 ? DEFAULT_MAX_RESULTS : Math.min(n, MAX_MAX_RESULTS);
 }
 
-export interface TypedExtent {
-  offset: number;
-  length: number;
-  type: v1.ExtentType;
-}
+/** A CBT extent as the wire types it. */
+export type TypedExtent = FlaggedExtent<v1.ExtentType>;
 
 /**
  * Frames a sorted extent list as a CSI-style stream: resume at `startingOffset`
@@ -521,7 +519,7 @@ export interface TypedExtent {
  * per message, and always at least one message so the caller learns the volume
  * capacity.
  */
-export function* frame(extents: readonly TypedExtent[], size: number, startingOffset: number, maxResults: number): Generator<v1.IBlockMetadataResponse> {
+export function* frame(extents: readonly FlaggedExtent<v1.ExtentType>[], size: number, startingOffset: number, maxResults: number): Generator<v1.IBlockMetadataResponse> {
   if (!Number.isSafeInteger(startingOffset) || startingOffset < 0 || startingOffset > size) {
     throw new OutOfRangeError(`starting_offset ${startingOffset} is outside the volume (0..${size})`);
   }
@@ -539,6 +537,6 @@ export function* frame(extents: readonly TypedExtent[], size: number, startingOf
     return;
   }
   for (let i = lo; i < extents.length; i += maxResults) {
-    yield { ...head, blockMetadata: extents.slice(i, i + maxResults).map((e) => ({ byteOffset: e.offset, sizeBytes: e.length, type: e.type })) };
+    yield { ...head, blockMetadata: extents.slice(i, i + maxResults).map((e) => ({ byteOffset: e.offset, sizeBytes: e.length, type: e.flag })) };
   }
 }

@@ -1,8 +1,11 @@
 /**
- * A raw image file as a disk (nbdkit's file plugin). FLUSH and FUA are
+ * A raw image file as a disk (nbdkit's file plugin), and the block device of a
+ * local image for the datastore, the oracle and restore. FLUSH and FUA are
  * fdatasync. TRIM, and WRITE_ZEROES without NO_HOLE, punch holes with
  * util-linux `fallocate` where the file system can (Node has no fallocate);
  * where it cannot, zeroes are written, and FAST_ZERO fails fast with ENOTSUP.
+ * So a trimmed range always reads as zeros (NBD would allow less; the
+ * BlockDevice contract in src/block-device.ts asks for it).
  *
  * Block status reports the whole file as data: Node exposes no SEEK_DATA/SEEK_HOLE,
  * and "data" is always a safe answer (proto.md base:allocation).
@@ -10,11 +13,14 @@
  * One instance serves every connection through one descriptor, so a flush on any
  * connection covers writes acknowledged on all: multi-conn is safe. Reads that
  * queue behind busy threadpool slots and are contiguous are served by one preadv.
+ * The size is fixed at open; reads past the end of a file that shrank underneath
+ * read as zeros.
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { execa } from "execa";
+import { checkDeviceRange, checkDeviceWrite, type WriteOptions } from "../../block-device.js";
 import { InvalidArgumentError, UnsupportedError, errorMessage, fsError } from "../../errors.js";
-import type { NbdBackend, ReadPiece, StatusExtent } from "../backend.js";
+import type { NbdBackend, ReadPiece, StatusExtent, ZeroOptions } from "../backend.js";
 import { PreadQueue } from "../../fsio/pread-queue.js";
 import { BufferPool } from "../buffer-pool.js";
 import { NBD_META_BASE_ALLOCATION } from "../constants.js";
@@ -45,18 +51,25 @@ export class FileBackend implements NbdBackend {
     this.reads = new PreadQueue(fh.fd);
   }
 
-  /** Open an existing file; with `create`, create or extend it (sparse) to `create` bytes. */
-  static async open(path: string, opts: { readOnly?: boolean; create?: number } = {}): Promise<FileBackend> {
+  /**
+   * Opens an existing file. `create`: create it if it is missing. `size`: first
+   * extend it (sparse) to at least that many bytes, even when it is then opened
+   * read-only (`nbd serve FILE --readonly --size N` serves a blank disk).
+   */
+  static async open(path: string, opts: { readOnly?: boolean; create?: boolean; size?: number } = {}): Promise<FileBackend> {
     const readOnly = opts.readOnly ?? false;
     let fh: FileHandle;
     try {
-      fh = await open(path, readOnly ? "r" : opts.create !== undefined ? "a+" : "r+");
-      if (opts.create !== undefined) {
-        await fh.close();
-        fh = await open(path, "r+");
-        const st = await fh.stat();
-        if (st.size < opts.create) await fh.truncate(opts.create);
+      if (opts.create === true || opts.size !== undefined) {
+        // "a+" creates but appends on write: size through it, then reopen for positional I/O.
+        const sizing = await open(path, opts.create === true ? "a+" : "r+");
+        try {
+          if (opts.size !== undefined && (await sizing.stat()).size < opts.size) await sizing.truncate(opts.size);
+        } finally {
+          await sizing.close();
+        }
       }
+      fh = await open(path, readOnly ? "r" : "r+");
     } catch (e: unknown) {
       throw new InvalidArgumentError(`cannot open ${path}: ${errorMessage(e)}`);
     }
@@ -73,11 +86,13 @@ export class FileBackend implements NbdBackend {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
+    checkDeviceRange("read", offset, length, this.size);
     return this.readInto(Buffer.allocUnsafe(length), offset);
   }
 
   /** Reads into pooled buffers, released once the server has sent them. */
   async readSparse(offset: number, length: number): Promise<ReadPiece[]> {
+    checkDeviceRange("read", offset, length, this.size);
     const buf = this.readBuffers.get(length);
     try {
       await this.readInto(buf, offset);
@@ -102,42 +117,53 @@ export class FileBackend implements NbdBackend {
     return buf;
   }
 
-  async write(offset: number, data: Buffer, opts: { fua: boolean }): Promise<void> {
+  async write(offset: number, data: Buffer, opts: WriteOptions = {}): Promise<void> {
+    checkDeviceWrite("write", offset, data.length, this);
+    await this.writeAll(offset, data);
+    if (opts.fua === true) await this.flush();
+  }
+
+  private async writeAll(offset: number, data: Buffer): Promise<void> {
     let done = 0;
     while (done < data.length) {
       const { bytesWritten } = await this.io(() => this.fh.write(data, done, data.length - done, offset + done));
       done += bytesWritten;
     }
-    if (opts.fua) await this.flush();
   }
 
   async flush(): Promise<void> {
     await this.io(() => this.fh.datasync());
   }
 
-  async trim(offset: number, length: number, opts: { fua: boolean }): Promise<void> {
-    // Trim is advisory; if the file system cannot punch, leaving the data is correct.
-    await this.punch(offset, length);
-    if (opts.fua) await this.flush();
+  /** A hole where the file system can punch one, else written zeros: either way it reads as zeros. */
+  async trim(offset: number, length: number, opts: WriteOptions = {}): Promise<void> {
+    checkDeviceWrite("trim", offset, length, this);
+    await this.zeroRange(offset, length, { ...opts, mayTrim: true, fastZero: false });
   }
 
-  async zero(offset: number, length: number, opts: { fua: boolean; mayTrim: boolean; fastZero: boolean }): Promise<void> {
+  async zero(offset: number, length: number, opts: ZeroOptions): Promise<void> {
+    checkDeviceWrite("zero", offset, length, this);
+    await this.zeroRange(offset, length, opts);
+  }
+
+  private async zeroRange(offset: number, length: number, opts: ZeroOptions): Promise<void> {
+    if (length === 0) return; // fallocate refuses a zero length, which would switch punching off for good
     const punched = opts.mayTrim && (await this.punch(offset, length));
     if (!punched) {
       if (opts.fastZero) throw new UnsupportedError("fast zero unavailable: the file system cannot punch holes");
       for (let pos = offset; pos < offset + length; pos += ZERO_CHUNK.length) {
         const n = Math.min(ZERO_CHUNK.length, offset + length - pos);
-        await this.write(pos, ZERO_CHUNK.subarray(0, n), { fua: false });
+        await this.writeAll(pos, ZERO_CHUNK.subarray(0, n));
       }
     }
-    if (opts.fua) await this.flush();
+    if (opts.fua === true) await this.flush();
   }
 
   async cache(): Promise<void> {}
 
   async blockStatus(context: string, offset: number, length: number): Promise<StatusExtent[]> {
     if (context !== NBD_META_BASE_ALLOCATION) throw new UnsupportedError(`context ${context} not served`);
-    return [{ offset, length, flags: 0 }];
+    return [{ offset, length, flag: 0 }];
   }
 
   async close(): Promise<void> {

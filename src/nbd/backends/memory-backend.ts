@@ -8,13 +8,20 @@
  * status reports absent pages as HOLE|ZERO and present ones as data. All
  * operations complete synchronously, so every write is immediately visible to
  * every connection: multi-conn is safe and FLUSH is a no-op.
+ *
+ * It is also the block device of tests and of the crash tests' write log (a
+ * datastore or an oracle image in memory): `fromBuffer` makes one from an
+ * image, `contents` copies the image out. Called directly, I/O is range- and
+ * read-only-checked (src/block-device.ts); the server has checked already.
  */
+import { checkDeviceRange, checkDeviceWrite } from "../../block-device.js";
 import type { NbdBackend, ReadPiece, StatusExtent } from "../backend.js";
 import { NBD_META_BASE_ALLOCATION, NBD_STATE_HOLE, NBD_STATE_ZERO } from "../constants.js";
 import { InvalidArgumentError, UnsupportedError } from "../../errors.js";
 
 const PAGE = 64 * 1024;
 const SLAB_PAGES = 256; // 16 MiB slabs: one allocation instead of 256 page faults-and-frees
+const ZERO_PAGE = Buffer.alloc(PAGE);
 
 /**
  * Pages carved from slabs, recycled through a free list (freed pages are dirty).
@@ -77,6 +84,23 @@ export class MemoryBackend implements NbdBackend {
     this.description = opts.description ?? `sparse memory disk of ${size} bytes`;
   }
 
+  /** A disk holding a copy of `image` (its size is the image's); all-zero pages stay holes. */
+  static fromBuffer(image: Buffer, opts: { readOnly?: boolean; description?: string } = {}): MemoryBackend {
+    const disk = new MemoryBackend(image.length, opts);
+    for (let at = 0; at < image.length; at += PAGE) {
+      const chunk = image.subarray(at, Math.min(at + PAGE, image.length));
+      if (!chunk.equals(ZERO_PAGE.subarray(0, chunk.length))) disk.store(at, chunk);
+    }
+    return disk;
+  }
+
+  /** A copy of the whole disk, holes as zeros (what tests used to read a memory device's buffer for). */
+  contents(): Buffer {
+    const out = Buffer.alloc(this.size);
+    for (const [idx, page] of this.pages) page.copy(out, idx * PAGE, 0, Math.min(PAGE, this.size - idx * PAGE));
+    return out;
+  }
+
   /** Bytes of allocated pages. */
   get allocatedBytes(): number {
     return this.pages.size * PAGE;
@@ -87,6 +111,7 @@ export class MemoryBackend implements NbdBackend {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
+    checkDeviceRange("read", offset, length, this.size);
     const pieces = this.readPieces(offset, length);
     if (pieces.length === 1 && pieces[0] !== undefined && "data" in pieces[0]) return Buffer.from(pieces[0].data);
     const out = Buffer.alloc(length);
@@ -99,6 +124,7 @@ export class MemoryBackend implements NbdBackend {
     // the socket was issued concurrently with this read (the client has not seen
     // the reply), where the spec allows either content; and freed pages stay
     // quarantined until the reply is sent (PageAllocator.beginRead).
+    checkDeviceRange("read", offset, length, this.size);
     const pieces = this.readPieces(offset, length);
     const end = this.allocator.beginRead();
     let last = -1;
@@ -134,6 +160,12 @@ export class MemoryBackend implements NbdBackend {
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
+    checkDeviceWrite("write", offset, data.length, this);
+    this.store(offset, data);
+  }
+
+  /** Copies `data` into the pages at `offset`, allocating the pages it lands on. */
+  private store(offset: number, data: Buffer): void {
     let done = 0;
     while (done < data.length) {
       const pos = offset + done;
@@ -153,11 +185,13 @@ export class MemoryBackend implements NbdBackend {
   async flush(): Promise<void> {}
 
   async trim(offset: number, length: number): Promise<void> {
+    checkDeviceWrite("trim", offset, length, this);
     this.clear(offset, length, true);
   }
 
   async zero(offset: number, length: number, opts: { mayTrim: boolean; fastZero: boolean }): Promise<void> {
     void opts.fastZero; // zeroing memory is always fast
+    checkDeviceWrite("zero", offset, length, this);
     this.clear(offset, length, opts.mayTrim);
   }
 
@@ -193,10 +227,10 @@ export class MemoryBackend implements NbdBackend {
     while (pos < end) {
       const idx = Math.floor(pos / PAGE);
       const n = Math.min((idx + 1) * PAGE, end) - pos;
-      const flags = this.pages.has(idx) ? 0 : NBD_STATE_HOLE | NBD_STATE_ZERO;
+      const flag = this.pages.has(idx) ? 0 : NBD_STATE_HOLE | NBD_STATE_ZERO;
       const last = out[out.length - 1];
-      if (last !== undefined && last.flags === flags) last.length += n;
-      else out.push({ offset: pos, length: n, flags });
+      if (last !== undefined && last.flag === flag) out[out.length - 1] = { offset: last.offset, length: last.length + n, flag };
+      else out.push({ offset: pos, length: n, flag });
       pos += n;
     }
     return out;

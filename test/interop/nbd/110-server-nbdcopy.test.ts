@@ -48,7 +48,7 @@ describe("nbdcopy against our server", () => {
 
   it("round-trips through the file backend, with --flush, into the backing file", async () => {
     const backing = join(dir, "backing.img");
-    const backend = await FileBackend.open(backing, { create: SIZE });
+    const backend = await FileBackend.open(backing, { create: true, size: SIZE });
     const s = await startServer({ backend });
     try {
       await tool("nbdcopy", ["--flush", src, s.uri]);

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, NbdCommandError } from "../../../src/errors.js";
 import { NBD_STATE_HOLE, NBD_STATE_ZERO } from "../../../src/nbd/constants.js";
-import { NbdClient, type BlockExtent } from "../../../src/nbd/client.js";
+import { NbdClient, type StatusExtent } from "../../../src/nbd/client.js";
 import { Nbdkit } from "../../../src/nbdkit/nbdkit.js";
 import { requireTool, tempDir, tool } from "../../support/tools.js";
 
@@ -70,7 +70,7 @@ describe("NbdClient ↔ nbdkit memory", () => {
     expect((await c.read(4 * MiB + 65536, 4)).equals(Buffer.alloc(4, 0xaa))).toBe(true);
     expect((await c.read(5 * MiB, MiB)).every((b) => b === 0)).toBe(true);
 
-    const extents: BlockExtent[] = [];
+    const extents: StatusExtent[] = [];
     for await (const e of c.extents("base:allocation", 4 * MiB, 2 * MiB)) extents.push(e);
     // contiguous, clipped to the range
     expect(extents[0]?.offset).toBe(4 * MiB);
@@ -80,7 +80,7 @@ describe("NbdClient ↔ nbdkit memory", () => {
       at += e.length;
     }
     expect(at).toBe(6 * MiB);
-    const flagsAt = (off: number): number | undefined => extents.find((e) => e.offset <= off && off < e.offset + e.length)?.flags;
+    const flagsAt = (off: number): number | undefined => extents.find((e) => e.offset <= off && off < e.offset + e.length)?.flag;
     expect(flagsAt(4 * MiB + 65536)).toBe(0); // data
     expect(flagsAt(5 * MiB)).toBe(NBD_STATE_HOLE | NBD_STATE_ZERO); // trimmed
 

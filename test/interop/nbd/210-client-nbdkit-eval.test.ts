@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NbdCommandError, NbdNegotiationError } from "../../../src/errors.js";
 import { NBD_REP_ERR_UNKNOWN, NBD_STATE_HOLE, NBD_STATE_ZERO } from "../../../src/nbd/constants.js";
-import { NbdClient, type BlockExtent } from "../../../src/nbd/client.js";
+import { NbdClient, type StatusExtent } from "../../../src/nbd/client.js";
 import { Nbdkit } from "../../../src/nbdkit/nbdkit.js";
 import { requireTool } from "../../support/tools.js";
 
@@ -35,20 +35,20 @@ describe("NbdClient ↔ nbdkit eval (scripted extents and errors)", () => {
   it("extents() loops BLOCK_STATUS over the range and clips to it", async () => {
     const c = await NbdClient.connect(kit.uri, { metaContexts: ["base:allocation"] });
     try {
-      const all: BlockExtent[] = [];
+      const all: StatusExtent[] = [];
       for await (const e of c.extents("base:allocation")) all.push(e);
       expect(all).toHaveLength(256);
       all.forEach((e, i) => {
         expect(e.offset).toBe(i * 4096);
         expect(e.length).toBe(4096);
-        expect(e.flags).toBe(i % 3 === 0 ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0);
+        expect(e.flag).toBe(i % 3 === 0 ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0);
       });
-      const part: BlockExtent[] = [];
+      const part: StatusExtent[] = [];
       for await (const e of c.extents("base:allocation", 1000, 10000)) part.push(e);
       expect(part).toEqual([
-        { offset: 1000, length: 3096, flags: NBD_STATE_HOLE | NBD_STATE_ZERO },
-        { offset: 4096, length: 4096, flags: 0 },
-        { offset: 8192, length: 2808, flags: 0 },
+        { offset: 1000, length: 3096, flag: NBD_STATE_HOLE | NBD_STATE_ZERO },
+        { offset: 4096, length: 4096, flag: 0 },
+        { offset: 8192, length: 2808, flag: 0 },
       ]);
     } finally {
       await c.close();

@@ -55,7 +55,7 @@ describe("NbdClient ↔ qemu-nbd with a dirty bitmap", () => {
       for await (const e of c.extents("qemu:dirty-bitmap:b0")) {
         expect(e.offset).toBe(covered);
         covered += e.length;
-        if ((e.flags & NBD_STATE_DIRTY) !== 0) {
+        if ((e.flag & NBD_STATE_DIRTY) !== 0) {
           const last = dirty.at(-1);
           if (last !== undefined && last[1] === e.offset) last[1] += e.length;
           else dirty.push([e.offset, e.offset + e.length]);
@@ -87,7 +87,7 @@ describe("NbdClient ↔ qemu-nbd with a dirty bitmap", () => {
     const c = await NbdClient.connect(uri, { metaContexts: ["qemu:dirty-bitmap:b0"] });
     const ours: number[][] = [];
     try {
-      for await (const e of c.extents("qemu:dirty-bitmap:b0")) if ((e.flags & 1) !== 0) ours.push([e.offset, e.offset + e.length]);
+      for await (const e of c.extents("qemu:dirty-bitmap:b0")) if ((e.flag & 1) !== 0) ours.push([e.offset, e.offset + e.length]);
     } finally {
       await c.close();
     }

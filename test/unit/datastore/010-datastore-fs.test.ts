@@ -1,6 +1,6 @@
 // The datastore file system's operations, one at a time, on a memory device.
 import { describe, expect, it } from "vitest";
-import { MemoryDevice } from "../../../src/datastore/block-device.js";
+import { MemoryBackend } from "../../../src/nbd/backends/memory-backend.js";
 import { Datastore } from "../../../src/datastore/datastore.js";
 import { fsck } from "../../../src/datastore/fsck.js";
 import { decodeSuperblock, encodeSuperblock, SUPERBLOCK_SIZE } from "../../../src/datastore/format.js";
@@ -8,8 +8,8 @@ import { crc32c } from "../../../src/datastore/crc32c.js";
 
 const KiB = 1024;
 
-async function fresh(blockSize = 4 * KiB, size = 1024 * KiB): Promise<{ dev: MemoryDevice; ds: Datastore }> {
-  const dev = new MemoryDevice(size);
+async function fresh(blockSize = 4 * KiB, size = 1024 * KiB): Promise<{ dev: MemoryBackend; ds: Datastore }> {
+  const dev = new MemoryBackend(size);
   const ds = await Datastore.format(dev, { blockSize, label: "ds1" }, { strict: true });
   return { dev, ds };
 }
@@ -20,7 +20,7 @@ describe("datastore file system", () => {
   });
 
   it("formats to generation 1 with an empty root, default 64 KiB blocks", async () => {
-    const dev = new MemoryDevice(4 * 1024 * KiB);
+    const dev = new MemoryBackend(4 * 1024 * KiB);
     const ds = await Datastore.format(dev);
     expect(ds.blockSize).toBe(64 * KiB);
     expect(ds.generation).toBe(1);
@@ -111,7 +111,7 @@ describe("datastore file system", () => {
 
   it("a read-only device opens read-only", async () => {
     const { dev } = await fresh();
-    const ro = await Datastore.open(new MemoryDevice(dev.buffer, { readOnly: true }));
+    const ro = await Datastore.open(MemoryBackend.fromBuffer(dev.contents(), { readOnly: true }));
     expect(ro.readOnly).toBe(true);
     await expect(ro.create("/x")).rejects.toMatchObject({ code: "READ_ONLY" });
   });
@@ -119,15 +119,16 @@ describe("datastore file system", () => {
   it("fsck detects a damaged metadata blob and unformatted devices", async () => {
     const { dev, ds } = await fresh();
     await ds.writeFile("/f", Buffer.from("v1"));
-    const sb = decodeSuperblock(dev.buffer.subarray(ds.generation % 2 === 0 ? 0 : 4096), "t");
+    const image = dev.contents();
+    const sb = decodeSuperblock(image.subarray(ds.generation % 2 === 0 ? 0 : 4096), "t");
     const run = sb.metaRuns[0]!;
     const at = run.start * sb.blockSize + 20;
-    dev.buffer[at] = (dev.buffer[at] ?? 0) ^ 0xff;
+    await dev.write(at, Buffer.from([(image[at] ?? 0) ^ 0xff]));
     const r = await fsck(dev);
     expect(r.ok).toBe(false);
     expect(r.errors.join(" ")).toMatch(/checksum/);
     await expect(Datastore.open(dev)).rejects.toMatchObject({ code: "CORRUPT" });
-    const blank = await fsck(new MemoryDevice(64 * KiB));
+    const blank = await fsck(new MemoryBackend(64 * KiB));
     expect(blank.ok).toBe(false);
     expect(blank.errors[0]).toMatch(/no valid datastore superblock/);
   });

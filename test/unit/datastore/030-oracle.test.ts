@@ -3,7 +3,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { FileDevice, MemoryDevice } from "../../../src/datastore/block-device.js";
+import { FileBackend } from "../../../src/nbd/backends/file-backend.js";
+import { MemoryBackend } from "../../../src/nbd/backends/memory-backend.js";
 import { Prng } from "../../../src/oracle/prng.js";
 import { STAMP_SIZE, classifyBlock, decodeDescriptor, encodeDescriptor, encodeStamp, type WorkloadSpec } from "../../../src/oracle/stamp.js";
 import { verifyConsistency, describeViolation, type NamedImage } from "../../../src/oracle/verify.js";
@@ -28,7 +29,7 @@ function run(n: number, s: WorkloadSpec = spec): Journal {
 }
 
 function images(j: Journal, at: (diskId: string) => number): NamedImage[] {
-  return j.workload.spec.disks.map((d) => ({ name: `${d.id}.img`, source: new MemoryDevice(j.imageAt(at(d.id), d.id)) }));
+  return j.workload.spec.disks.map((d) => ({ name: `${d.id}.img`, source: MemoryBackend.fromBuffer(j.imageAt(at(d.id), d.id)) }));
 }
 
 describe("stamps", () => {
@@ -95,7 +96,7 @@ describe("verifyConsistency", () => {
   });
 
   it("empty disks: all-empty images, and a disk the workload has not reached yet", async () => {
-    const blank = spec.disks.map((d) => ({ name: d.id, source: new MemoryDevice(d.size) }));
+    const blank = spec.disks.map((d) => ({ name: d.id, source: new MemoryBackend(d.size) }));
     const r = await verifyConsistency(blank);
     expect(r).toMatchObject({ consistent: true, prefix: 0, maxSeq: 0 });
     const withSpec = await verifyConsistency(blank, { spec });
@@ -128,8 +129,8 @@ describe("verifyConsistency", () => {
     const ok = await verifyConsistency(images(j, () => op.seq));
     expect(ok.consistent).toBe(true);
     const imgs = images(j, () => op.seq + 1);
-    const target = imgs[op.disk]!.source as MemoryDevice;
-    j.imageAt(op.seq - 1, op.diskId).copy(target.buffer, offset, offset, offset + STAMP_SIZE);
+    const target = imgs[op.disk]!.source as MemoryBackend;
+    await target.write(offset, j.imageAt(op.seq - 1, op.diskId).subarray(offset, offset + STAMP_SIZE));
     const bad = await verifyConsistency(imgs);
     expect(bad.consistent).toBe(false);
     expect(bad.violations).toContainEqual(expect.objectContaining({ disk: op.diskId, offset, expectedSeq: 0 }));
@@ -143,7 +144,7 @@ describe("verifyConsistency", () => {
     const hit = [...j.expectedAt(t.seq - 1)[t.disk]!.blocks.keys()].filter((off) => off >= t.offset && off < t.offset + t.length);
     const imgs = images(j, () => t.seq - 1);
     const h = hit[0] ?? 0;
-    (imgs[t.disk]!.source as MemoryDevice).buffer.fill(0, h, h + STAMP_SIZE);
+    await (imgs[t.disk]!.source as MemoryBackend).write(h, Buffer.alloc(STAMP_SIZE));
     const r = await verifyConsistency(imgs);
     expect(r).toMatchObject({ consistent: true, prefix: t.seq - 1, inFlight: t.seq });
   });
@@ -151,10 +152,10 @@ describe("verifyConsistency", () => {
   it("a torn stamp inside a block, and a block moved to the wrong offset", async () => {
     const j = run(300);
     const imgs = images(j, () => 300);
-    const disk0 = imgs[0]!.source as MemoryDevice;
+    const disk0 = imgs[0]!.source as MemoryBackend;
     const exp = j.expectedAt(300)[0]!;
     const [offset, seq] = [...exp.blocks][0]!;
-    disk0.buffer.fill(0xee, offset + 1000, offset + 1100);
+    await disk0.write(offset + 1000, Buffer.alloc(100, 0xee));
     const r = await verifyConsistency(imgs);
     expect(r.consistent).toBe(false);
     expect(r.violations).toHaveLength(1);
@@ -162,11 +163,11 @@ describe("verifyConsistency", () => {
     expect(describeViolation(r.violations[0]!)).toMatch(/torn/);
 
     const imgs2 = images(j, () => 300);
-    const d1 = imgs2[1]!.source as MemoryDevice;
+    const d1 = imgs2[1]!.source as MemoryBackend;
     const exp1 = j.expectedAt(300)[1]!;
     const [from] = [...exp1.blocks][0]!;
     const free = Array.from({ length: d1.size / STAMP_SIZE }, (_, i) => i * STAMP_SIZE).find((o) => !exp1.blocks.has(o))!;
-    d1.buffer.copy(d1.buffer, free, from, from + STAMP_SIZE);
+    await d1.write(free, await d1.read(from, STAMP_SIZE));
     const r2 = await verifyConsistency(imgs2);
     expect(r2.violations.some((v) => v.disk === "scsi0:1" && v.offset === free && v.found.kind === "foreign")).toBe(true);
   });
@@ -179,7 +180,7 @@ describe("verifyConsistency", () => {
       for (const d of spec.disks) {
         const p = join(dir, `${d.id}.raw`);
         await writeFile(p, j.imageAt(120, d.id));
-        named.push({ name: p, source: await FileDevice.open(p, { readOnly: true }) });
+        named.push({ name: p, source: await FileBackend.open(p, { readOnly: true }) });
       }
       const r = await verifyConsistency(named, { chunkSize: 64 * KiB });
       expect(r.consistent).toBe(true);

@@ -2,7 +2,7 @@
 // plus the CLI over the NBD URI.
 import { Command } from "commander";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { NbdDevice } from "../../../src/datastore/block-device.js";
+import { NbdDevice } from "../../../src/nbd/nbd-device.js";
 import { Datastore } from "../../../src/datastore/datastore.js";
 import { fsck } from "../../../src/datastore/fsck.js";
 import { openBlockDevice } from "../../../src/datastore/open-device.js";

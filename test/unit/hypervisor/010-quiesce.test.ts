@@ -7,14 +7,14 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { MemoryDevice } from "../../../src/datastore/block-device.js";
+import { MemoryBackend } from "../../../src/nbd/backends/memory-backend.js";
 import { SanboxError } from "../../../src/errors.js";
 import { silentLogger } from "../../../src/log.js";
 import { verifyConsistency } from "../../../src/oracle/verify.js";
 import { QuiesceGate } from "../../../simulator/hypervisor/quiesce-gate.js";
 import { VmRuntime, type VmIo } from "../../../simulator/hypervisor/vm-runtime.js";
 
-class StallDevice extends MemoryDevice {
+class StallDevice extends MemoryBackend {
   stall: Promise<void> | undefined;
   flushes = 0;
   override async write(offset: number, data: Buffer): Promise<void> {

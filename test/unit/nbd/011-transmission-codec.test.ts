@@ -78,8 +78,8 @@ describe("golden bytes", () => {
   it("BLOCK_STATUS: context id, then (length, flags) descriptors", () => {
     const golden = hex("668e33ef 0001 0005 0102030405060708 00000014 00000001 00010000 00000000 00030000 00000003");
     const extents = [
-      { length: 0x10000, flags: 0 },
-      { length: 0x30000, flags: NBD_STATE_HOLE | NBD_STATE_ZERO },
+      { length: 0x10000, flag: 0 },
+      { length: 0x30000, flag: NBD_STATE_HOLE | NBD_STATE_ZERO },
     ];
     expect(encodeBlockStatus(NBD_REPLY_FLAG_DONE, COOKIE, 1, extents)).toEqual(golden);
     expect(decodeBlockStatus(golden.subarray(20))).toEqual({ contextId: 1, extents });
@@ -130,7 +130,7 @@ describe("round trips", () => {
     fc.assert(
       fc.property(
         fc.nat({ max: 0xffffffff }),
-        fc.array(fc.record({ length: fc.nat({ max: 0xffffffff }), flags: fc.nat({ max: 0xffffffff }) }), { minLength: 1, maxLength: 20 }),
+        fc.array(fc.record({ length: fc.nat({ max: 0xffffffff }), flag: fc.nat({ max: 0xffffffff }) }), { minLength: 1, maxLength: 20 }),
         fc.nat({ max: Number.MAX_SAFE_INTEGER }),
         fc.nat({ max: 0xffffffff }),
         fc.string({ maxLength: 40 }),

@@ -153,10 +153,10 @@ const replyStream = Buffer.concat([
   encodeOffsetHole(0, 4n, 400, 200),
   encodeErrorChunk(NBD_REPLY_FLAG_DONE, 4n, 5, "bad sector", 600),
   encodeBlockStatus(0, 5n, 1, [
-    { length: 65536, flags: 3 },
-    { length: 4096, flags: 0 },
+    { length: 65536, flag: 3 },
+    { length: 4096, flag: 0 },
   ]),
-  encodeBlockStatus(NBD_REPLY_FLAG_DONE, 5n, 2, [{ length: 69632, flags: 1 }]),
+  encodeBlockStatus(NBD_REPLY_FLAG_DONE, 5n, 2, [{ length: 69632, flag: 1 }]),
   encodeChunkHeader({ flags: NBD_REPLY_FLAG_DONE, type: NBD_REPLY_TYPE_NONE, cookie: 6n, length: 0 }),
   encodeErrorChunk(NBD_REPLY_FLAG_DONE, 7n, 28, "full"),
   encodeOffsetDataHead(NBD_REPLY_FLAG_DONE, 8n, 0, 5000),
@@ -176,11 +176,11 @@ const expectedReplies: Frame[] = [
   chunkFrame(encodeErrorChunk(NBD_REPLY_FLAG_DONE, 4n, 5, "bad sector", 600)),
   chunkFrame(
     encodeBlockStatus(0, 5n, 1, [
-      { length: 65536, flags: 3 },
-      { length: 4096, flags: 0 },
+      { length: 65536, flag: 3 },
+      { length: 4096, flag: 0 },
     ]),
   ),
-  chunkFrame(encodeBlockStatus(NBD_REPLY_FLAG_DONE, 5n, 2, [{ length: 69632, flags: 1 }])),
+  chunkFrame(encodeBlockStatus(NBD_REPLY_FLAG_DONE, 5n, 2, [{ length: 69632, flag: 1 }])),
   chunkFrame(encodeChunkHeader({ flags: NBD_REPLY_FLAG_DONE, type: NBD_REPLY_TYPE_NONE, cookie: 6n, length: 0 })),
   chunkFrame(encodeErrorChunk(NBD_REPLY_FLAG_DONE, 7n, 28, "full")),
   chunkFrame(Buffer.concat([encodeOffsetDataHead(NBD_REPLY_FLAG_DONE, 8n, 0, 5000), pattern(5000, 8)])),
@@ -265,7 +265,7 @@ const replyArb: fc.Arbitrary<(cookie: bigint, lengths: Map<bigint, number>) => B
   fc.record({ done: fc.boolean(), offset: fc.nat(1 << 30), len: fc.integer({ min: 1, max: 3000 }), seed: fc.nat(255) }).map(({ done, offset, len, seed }) => (cookie: bigint) => Buffer.concat([encodeOffsetDataHead(done ? NBD_REPLY_FLAG_DONE : 0, cookie, offset, len), pattern(len, seed)])),
   fc.record({ offset: fc.nat(1 << 30), len: fc.integer({ min: 1, max: 1 << 20 }) }).map(({ offset, len }) => (cookie: bigint) => encodeOffsetHole(0, cookie, offset, len)),
   fc.record({ error: fc.integer({ min: 1, max: 100 }), msg: fc.string({ maxLength: 40 }), offset: fc.option(fc.nat(1 << 30), { nil: undefined }) }).map(({ error, msg, offset }) => (cookie: bigint) => encodeErrorChunk(NBD_REPLY_FLAG_DONE, cookie, error, msg, offset)),
-  fc.array(fc.record({ length: fc.integer({ min: 1, max: 1 << 20 }), flags: fc.nat(3) }), { minLength: 1, maxLength: 20 }).map((extents) => (cookie: bigint) => encodeBlockStatus(NBD_REPLY_FLAG_DONE, cookie, 1, extents)),
+  fc.array(fc.record({ length: fc.integer({ min: 1, max: 1 << 20 }), flag: fc.nat(3) }), { minLength: 1, maxLength: 20 }).map((extents) => (cookie: bigint) => encodeBlockStatus(NBD_REPLY_FLAG_DONE, cookie, 1, extents)),
   fc.constant((cookie: bigint) => encodeChunkHeader({ flags: NBD_REPLY_FLAG_DONE, type: NBD_REPLY_TYPE_NONE, cookie, length: 0 })),
 );
 

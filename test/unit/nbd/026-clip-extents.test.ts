@@ -8,25 +8,25 @@ import type { StatusExtent } from "../../../src/nbd/backend.js";
 import { NBD_MAX_EXTENTS } from "../../../src/nbd/constants.js";
 import { clipExtents } from "../../../src/nbd/server-commands.js";
 
-const e = (offset: number, length: number, flags: number): StatusExtent => ({ offset, length, flags });
+const e = (offset: number, length: number, flag: number): StatusExtent => ({ offset, length, flag });
 
-type Row = [string, StatusExtent[], number, number, boolean, { length: number; flags: number }[]];
+type Row = [string, StatusExtent[], number, number, boolean, { length: number; flag: number }[]];
 
 const table: Row[] = [
-  ["one extent covering the request exactly", [e(0, 100, 3)], 0, 100, false, [{ length: 100, flags: 3 }]],
-  ["an extent running past the end is clipped", [e(0, 1000, 0)], 10, 100, false, [{ length: 100, flags: 0 }]],
-  ["an extent starting before the offset is clipped", [e(0, 100, 1), e(100, 100, 0)], 50, 100, false, [{ length: 50, flags: 1 }, { length: 50, flags: 0 }]],
-  ["extents wholly before the offset are skipped", [e(0, 10, 1), e(10, 10, 0), e(20, 80, 3)], 25, 10, false, [{ length: 10, flags: 3 }]],
-  ["adjacent extents with equal flags merge", [e(0, 10, 3), e(10, 10, 3), e(20, 10, 0)], 0, 30, false, [{ length: 20, flags: 3 }, { length: 10, flags: 0 }]],
-  ["extents after the end are ignored", [e(0, 10, 0), e(10, 10, 3), e(20, 10, 0)], 0, 15, false, [{ length: 10, flags: 0 }, { length: 5, flags: 3 }]],
-  ["a short answer stays short", [e(0, 10, 0)], 0, 100, false, [{ length: 10, flags: 0 }]],
-  ["a gap ends the answer", [e(0, 10, 0), e(20, 10, 3)], 0, 30, false, [{ length: 10, flags: 0 }]],
+  ["one extent covering the request exactly", [e(0, 100, 3)], 0, 100, false, [{ length: 100, flag: 3 }]],
+  ["an extent running past the end is clipped", [e(0, 1000, 0)], 10, 100, false, [{ length: 100, flag: 0 }]],
+  ["an extent starting before the offset is clipped", [e(0, 100, 1), e(100, 100, 0)], 50, 100, false, [{ length: 50, flag: 1 }, { length: 50, flag: 0 }]],
+  ["extents wholly before the offset are skipped", [e(0, 10, 1), e(10, 10, 0), e(20, 80, 3)], 25, 10, false, [{ length: 10, flag: 3 }]],
+  ["adjacent extents with equal flags merge", [e(0, 10, 3), e(10, 10, 3), e(20, 10, 0)], 0, 30, false, [{ length: 20, flag: 3 }, { length: 10, flag: 0 }]],
+  ["extents after the end are ignored", [e(0, 10, 0), e(10, 10, 3), e(20, 10, 0)], 0, 15, false, [{ length: 10, flag: 0 }, { length: 5, flag: 3 }]],
+  ["a short answer stays short", [e(0, 10, 0)], 0, 100, false, [{ length: 10, flag: 0 }]],
+  ["a gap ends the answer", [e(0, 10, 0), e(20, 10, 3)], 0, 30, false, [{ length: 10, flag: 0 }]],
   ["an answer starting after the offset is empty", [e(10, 10, 0)], 0, 30, false, []],
   ["no extents, no answer", [], 0, 30, false, []],
-  ["zero-length extents are skipped", [e(0, 0, 1), e(0, 10, 0)], 0, 10, false, [{ length: 10, flags: 0 }]],
-  ["REQ_ONE keeps only the first", [e(0, 10, 0), e(10, 10, 3)], 0, 20, true, [{ length: 10, flags: 0 }]],
-  ["REQ_ONE clips the first to the request", [e(0, 100, 3)], 20, 10, true, [{ length: 10, flags: 3 }]],
-  ["REQ_ONE does not merge past the first backend extent", [e(0, 10, 3), e(10, 10, 3)], 0, 20, true, [{ length: 10, flags: 3 }]],
+  ["zero-length extents are skipped", [e(0, 0, 1), e(0, 10, 0)], 0, 10, false, [{ length: 10, flag: 0 }]],
+  ["REQ_ONE keeps only the first", [e(0, 10, 0), e(10, 10, 3)], 0, 20, true, [{ length: 10, flag: 0 }]],
+  ["REQ_ONE clips the first to the request", [e(0, 100, 3)], 20, 10, true, [{ length: 10, flag: 3 }]],
+  ["REQ_ONE does not merge past the first backend extent", [e(0, 10, 3), e(10, 10, 3)], 0, 20, true, [{ length: 10, flag: 3 }]],
 ];
 
 describe("clipExtents table", () => {
@@ -45,7 +45,7 @@ describe("clipExtents table", () => {
 const backendAnswer = fc
   .record({
     start: fc.nat({ max: 1000 }),
-    lengths: fc.array(fc.record({ length: fc.integer({ min: 1, max: 500 }), flags: fc.integer({ min: 0, max: 3 }) }), { minLength: 1, maxLength: 30 }),
+    lengths: fc.array(fc.record({ length: fc.integer({ min: 1, max: 500 }), flag: fc.integer({ min: 0, max: 3 }) }), { minLength: 1, maxLength: 30 }),
     into: fc.nat({ max: 400 }),
     length: fc.integer({ min: 1, max: 5000 }),
     reqOne: fc.boolean(),
@@ -54,7 +54,7 @@ const backendAnswer = fc
     const extents: StatusExtent[] = [];
     let pos = start;
     for (const l of lengths) {
-      extents.push(e(pos, l.length, l.flags));
+      extents.push(e(pos, l.length, l.flag));
       pos += l.length;
     }
     const offset = start + Math.min(into, pos - start - 1);
@@ -83,7 +83,7 @@ describe("clipExtents properties", () => {
           expect(d.length).toBeGreaterThan(0);
           for (const probe of [pos, pos + d.length - 1]) {
             const src = extents.find((x) => x.offset <= probe && probe < x.offset + x.length);
-            expect(src?.flags).toBe(d.flags);
+            expect(src?.flag).toBe(d.flag);
           }
           pos += d.length;
         }
@@ -95,7 +95,7 @@ describe("clipExtents properties", () => {
     fc.assert(
       fc.property(backendAnswer, ({ extents, offset, length, reqOne }) => {
         const out = clipExtents(extents, offset, length, reqOne);
-        for (let i = 1; i < out.length; i++) expect(out[i]?.flags).not.toBe(out[i - 1]?.flags);
+        for (let i = 1; i < out.length; i++) expect(out[i]?.flag).not.toBe(out[i - 1]?.flag);
       }),
     );
   });

@@ -34,7 +34,7 @@ describe("paging", () => {
 });
 
 describe("CBT stream framing", () => {
-  const ext = Array.from({ length: 10 }, (_, i) => ({ offset: i * 100, length: 50, type: v1.ExtentType.DATA }));
+  const ext = Array.from({ length: 10 }, (_, i) => ({ offset: i * 100, length: 50, flag: v1.ExtentType.DATA }));
   it("splits into max_results per message and keeps order", () => {
     const msgs = [...frame(ext, 1000, 0, 3)];
     expect(msgs.map((m) => m.blockMetadata?.length)).toEqual([3, 3, 3, 1]);
@@ -44,7 +44,7 @@ describe("CBT stream framing", () => {
     for (let s = 0; s <= 1000; s += 7) {
       const got = [...frame(ext, 1000, s, 4)].flatMap((m) => m.blockMetadata ?? []);
       expect(got).toEqual(
-        ext.filter((e) => e.offset + e.length > s).map((e) => ({ byteOffset: e.offset, sizeBytes: e.length, type: e.type })),
+        ext.filter((e) => e.offset + e.length > s).map((e) => ({ byteOffset: e.offset, sizeBytes: e.length, type: e.flag })),
       );
     }
   });
@@ -62,16 +62,16 @@ describe("qemu:dirty-bitmap status from changed extents", () => {
   ];
   it("is contiguous from the offset, clean and dirty alternating", () => {
     expect(dirtyStatus(dirty, 0, 1000)).toEqual([
-      { offset: 0, length: 100, flags: 0 },
-      { offset: 100, length: 100, flags: NBD_STATE_DIRTY },
-      { offset: 200, length: 200, flags: 0 },
-      { offset: 400, length: 50, flags: NBD_STATE_DIRTY },
-      { offset: 450, length: 550, flags: 0 },
+      { offset: 0, length: 100, flag: 0 },
+      { offset: 100, length: 100, flag: NBD_STATE_DIRTY },
+      { offset: 200, length: 200, flag: 0 },
+      { offset: 400, length: 50, flag: NBD_STATE_DIRTY },
+      { offset: 450, length: 550, flag: 0 },
     ]);
     expect(dirtyStatus(dirty, 150, 300)).toEqual([
-      { offset: 150, length: 50, flags: NBD_STATE_DIRTY },
-      { offset: 200, length: 200, flags: 0 },
-      { offset: 400, length: 50, flags: NBD_STATE_DIRTY },
+      { offset: 150, length: 50, flag: NBD_STATE_DIRTY },
+      { offset: 200, length: 200, flag: 0 },
+      { offset: 400, length: 50, flag: NBD_STATE_DIRTY },
     ]);
   });
 });

@@ -5,7 +5,7 @@ import { resumableExtents, type BlockStreamCall } from "../../../src/rpc/block-s
 import { v1 } from "../../../src/rpc/proto.js";
 import { frame } from "../../../simulator/array/service/array-service.js";
 
-const EXT = Array.from({ length: 50 }, (_, i) => ({ offset: i * 1000, length: 600, type: i % 3 === 0 ? v1.ExtentType.ZERO : v1.ExtentType.DATA }));
+const EXT = Array.from({ length: 50 }, (_, i) => ({ offset: i * 1000, length: 600, flag: i % 3 === 0 ? v1.ExtentType.ZERO : v1.ExtentType.DATA }));
 
 /** A server that breaks the stream after `breakAfter` messages, `breaks` times; resumes start one extent early (CSI allows it). */
 function flaky(breaks: number, breakAfter: number, code = "UNAVAILABLE"): { call: BlockStreamCall; starts: number[] } {
@@ -30,14 +30,14 @@ function flaky(breaks: number, breakAfter: number, code = "UNAVAILABLE"): { call
   return { call, starts };
 }
 
-async function all(call: BlockStreamCall, retries?: number): Promise<{ offset: number; length: number; type: string }[]> {
+async function all(call: BlockStreamCall, retries?: number): Promise<{ offset: number; length: number; flag: string }[]> {
   const out = [];
   for await (const e of resumableExtents(call, retries === undefined ? {} : { retries })) out.push(e);
   return out;
 }
 
 describe("resumableExtents", () => {
-  const want = EXT.map((e) => ({ offset: e.offset, length: e.length, type: e.type === v1.ExtentType.ZERO ? "ZERO" : "DATA" }));
+  const want = EXT.map((e) => ({ offset: e.offset, length: e.length, flag: e.flag === v1.ExtentType.ZERO ? "ZERO" : "DATA" }));
   it("returns every extent once across broken streams", async () => {
     const f = flaky(3, 2);
     expect(await all(f.call)).toEqual(want);
