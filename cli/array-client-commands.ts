@@ -13,9 +13,9 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { Command } from "commander";
-import { InvalidArgumentError, NotFoundError, SanboxError } from "../src/errors.js";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, SanboxError } from "../src/errors.js";
 import { parsePskFile } from "../src/nbd/tls-psk.js";
-import { connectArray, hostByRef, lunByRef, snapshotByRef, type ArrayClient } from "../src/rpc/array-client.js";
+import { connectArray, groupSnapshotByRef, hostByRef, lunByRef, snapshotByRef, type ArrayClient } from "../src/rpc/array-client.js";
 import { resumableExtents } from "../src/rpc/block-stream.js";
 import { collect } from "../src/rpc/client.js";
 import { allPages } from "../src/rpc/paging.js";
@@ -60,6 +60,16 @@ function print(opts: Common, data: unknown, human: () => string): void {
 
 function isCode(e: unknown, code: string): boolean {
   return e instanceof SanboxError && e.code === code;
+}
+
+/** `lookup`, with its NOT_FOUND replaced by one that names what the user typed. */
+async function orNotFound<T>(lookup: Promise<T>, message: string): Promise<T> {
+  try {
+    return await lookup;
+  } catch (e: unknown) {
+    if (isCode(e, "NOT_FOUND")) throw new NotFoundError(message);
+    throw e;
+  }
 }
 
 type Lun = Decoded<v1.ILun>;
@@ -305,13 +315,8 @@ function registerLun(program: Command): void {
     .argument("<lun>")
     .action(async (ref: string, opts: Common) =>
       using(opts, async (c) => {
-        let id: string;
-        try {
-          id = (await lunByRef(c, ref)).lunId;
-        } catch (e: unknown) {
-          if (!isCode(e, "NOT_FOUND")) throw e;
-          id = ref;
-        }
+        // The RPC is idempotent (a missing LUN is success); a person naming a LUN that is not there made a mistake.
+        const id = (await orNotFound(lunByRef(c, ref), `no LUN named "${ref}"`)).lunId;
         await c.deleteLun({ lunId: id });
         print(opts, { deleted: id }, () => `deleted LUN ${ref}\n`);
       }),
@@ -440,17 +445,21 @@ function registerSnap(program: Command): void {
     .argument("<snapshot-or-group>")
     .action(async (ref: string, opts: Common) =>
       using(opts, async (c) => {
-        if (ref.startsWith("grp-")) {
-          await c.deleteGroupSnapshot({ groupSnapshotId: ref });
-          print(opts, { deleted: ref }, () => `deleted group snapshot ${ref}\n`);
+        const snapshot = await snapshotByRef(c, ref).catch((e: unknown) => {
+          if (isCode(e, "NOT_FOUND")) return undefined;
+          throw e;
+        });
+        if (snapshot === undefined || snapshot.groupSnapshotId !== "") {
+          // A group's id or name deletes the group; a member names its group.
+          const group = await orNotFound(groupSnapshotByRef(c, snapshot?.groupSnapshotId ?? ref), `no snapshot or group snapshot named "${ref}"`);
+          if (snapshot !== undefined && group.groupSnapshotId !== ref && group.name !== ref) {
+            throw new FailedPreconditionError(`snapshot "${ref}" is a member of group snapshot ${group.groupSnapshotId} ("${group.name}"): delete the group (sanbox snap delete ${group.groupSnapshotId})`);
+          }
+          await c.deleteGroupSnapshot({ groupSnapshotId: group.groupSnapshotId });
+          print(opts, { deleted: group.groupSnapshotId }, () => `deleted group snapshot ${group.groupSnapshotId} ("${group.name}", ${group.snapshots.length} snapshots)\n`);
           return;
         }
-        let id = ref;
-        try {
-          id = (await snapshotByRef(c, ref)).snapshotId;
-        } catch (e: unknown) {
-          if (!isCode(e, "NOT_FOUND")) throw e;
-        }
+        const id = snapshot.snapshotId;
         await c.deleteSnapshot({ snapshotId: id });
         print(opts, { deleted: id }, () => `deleted snapshot ${id}\n`);
       }),

@@ -3,41 +3,9 @@
  * The `sanbox` command: the one composition root. Each subcommand lives in its own
  * file and registers itself here; only this folder may import simulator/ and plugin/.
  *
- * Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 a required tool is missing.
+ * Exit codes: cli/run.ts (one table, also in the README).
  */
-import { Command } from "commander";
-import { registerNbd } from "./nbd-command.js";
-import { registerArray } from "./array-command.js";
-import { registerArrayClient, registerArrayInfo } from "./array-client-commands.js";
-import { registerArrayServe } from "./array-serve.js";
-import { registerBackup, registerRestore } from "./backup-commands.js";
-import { registerConformance } from "./conformance-command.js";
-import { registerDatastore, registerVerifyConsistency } from "./datastore-commands.js";
-import { registerDemo } from "./demo-command.js";
-import { registerFaultProxy } from "./fault-proxy-command.js";
-import { registerHypervisor, registerVm } from "./hypervisor-commands.js";
+import { buildProgram } from "./program.js";
 import { runMain } from "./run.js";
-import { packageInfo } from "../src/package-root.js";
 
-const program = new Command("sanbox")
-  .description("SAN array simulator and time-consistent VM backup plugin")
-  .version(packageInfo().version)
-  .showHelpAfterError()
-  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-
-registerNbd(program);
-const array = registerArray(program);
-registerArrayServe(array);
-registerArrayInfo(array);
-registerArrayClient(program);
-registerDatastore(program);
-registerVerifyConsistency(program);
-registerHypervisor(program);
-registerVm(program);
-registerBackup(program);
-registerRestore(program);
-registerConformance(program);
-registerFaultProxy(program);
-registerDemo(program);
-
-await runMain(program);
+await runMain(buildProgram());

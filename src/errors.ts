@@ -114,6 +114,14 @@ export class UnsupportedError extends SanboxError {
   }
 }
 /** CBT cannot answer for this pair of snapshots: the caller must do a full backup. */
+/** A daemon could not be reached. `nothingListens`: no socket or connection refused, so retrying at start-up is pointless. */
+export class UnavailableError extends SanboxError {
+  readonly nothingListens: boolean;
+  constructor(message: string, options: { nothingListens?: boolean } = {}) {
+    super("UNAVAILABLE", message);
+    this.nothingListens = options.nothingListens ?? false;
+  }
+}
 export class CbtUnavailableError extends SanboxError {
   constructor(message: string) {
     super("CBT_UNAVAILABLE", message, { errno: "EINVAL" });
@@ -149,6 +157,15 @@ export class ConnectionClosedError extends SanboxError {
 export class CancelledError extends SanboxError {
   constructor(message = "operation cancelled") {
     super("CANCELLED", message);
+  }
+}
+/** The user stopped the command with a signal; the CLI exits 130 (SIGINT) or 143 (SIGTERM). */
+export class InterruptedError extends CancelledError {
+  constructor(
+    readonly signal: "SIGINT" | "SIGTERM",
+    message = `interrupted by ${signal}`,
+  ) {
+    super(message);
   }
 }
 export class TimeoutError extends SanboxError {

@@ -28,7 +28,7 @@ export type ArrayClient = ServiceClient<ArrayService>;
 
 /** Connects lazily (the first call opens the channel). */
 export function connectArray(options: ArrayClientOptions): ArrayClient {
-  return connect(ARRAY_SERVICE, options);
+  return connect(ARRAY_SERVICE, { startHint: "sanbox array serve", ...options });
 }
 
 /**
@@ -59,8 +59,26 @@ export function snapshotByRef(array: ArrayClient, ref: string): Promise<Decoded<
     async () => {
       const all = await allPages("ListSnapshots", (startingToken) => array.listSnapshots({ startingToken }).then((r) => ({ items: r.snapshots, next: r.nextToken })));
       const hit = all.find((s) => s.name === ref);
-      if (!hit) throw new NotFoundError(`snapshot "${ref}" not found`);
+      if (!hit) throw new NotFoundError(`no snapshot named "${ref}"`);
       return hit;
+    },
+  );
+}
+
+/**
+ * A group snapshot by id, else by name. The contract has no lookup by group name,
+ * so the name is searched among the groups the snapshot listing names.
+ */
+export function groupSnapshotByRef(array: ArrayClient, ref: string): Promise<Decoded<v1.IGroupSnapshot>> {
+  return orElse(
+    () => array.getGroupSnapshot({ groupSnapshotId: ref }),
+    async () => {
+      const all = await allPages("ListSnapshots", (startingToken) => array.listSnapshots({ startingToken }).then((r) => ({ items: r.snapshots, next: r.nextToken })));
+      for (const id of new Set(all.map((s) => s.groupSnapshotId).filter((id) => id !== ""))) {
+        const group = await array.getGroupSnapshot({ groupSnapshotId: id });
+        if (group.name === ref) return group;
+      }
+      throw new NotFoundError(`no group snapshot named "${ref}"`);
     },
   );
 }
@@ -69,6 +87,6 @@ export function snapshotByRef(array: ArrayClient, ref: string): Promise<Decoded<
 export async function hostByRef(array: ArrayClient, ref: string): Promise<Decoded<v1.IHost>> {
   const all = await allPages("ListHosts", (startingToken) => array.listHosts({ startingToken }).then((r) => ({ items: r.hosts, next: r.nextToken })));
   const hit = all.find((h) => h.name === ref || h.hostId === ref);
-  if (!hit) throw new NotFoundError(`host "${ref}" not found`);
+  if (!hit) throw new NotFoundError(`no host named "${ref}"`);
   return hit;
 }

@@ -16,10 +16,10 @@
  * the underlying connection between clients of the same target and options,
  * so several services of one endpoint cost one socket.
  */
-import { Client, credentials, Metadata, type CallOptions as GrpcCallOptions, type MethodDefinition, type ServiceError } from "@grpc/grpc-js";
-import { CancelledError } from "../errors.js";
+import { Client, credentials, Metadata, status as Status, type CallOptions as GrpcCallOptions, type MethodDefinition, type ServiceError } from "@grpc/grpc-js";
+import { CancelledError, UnavailableError } from "../errors.js";
 import { AUTHORIZATION } from "./auth.js";
-import { grpcAddress, parseEndpoint, type RpcEndpoint } from "./endpoint.js";
+import { formatEndpoint, grpcAddress, parseEndpoint, type RpcEndpoint } from "./endpoint.js";
 import { MAX_MESSAGE_BYTES, type Api, type CallOptions, type ServiceDef } from "./service.js";
 import { errorFromStatus, isServiceError } from "./status.js";
 
@@ -29,6 +29,8 @@ export interface ConnectOptions {
   token?: string;
   /** PEM CA certificate(s) for tls: endpoints; default: the system roots. */
   ca?: Buffer;
+  /** The command that starts the daemon, named when nothing answers at the endpoint. */
+  startHint?: string;
 }
 
 /** A connected client: the service's methods plus the channel's endpoint and close. */
@@ -37,8 +39,18 @@ export type ServiceClient<D extends ServiceDef> = Api<D> & {
   close(): void;
 };
 
-function fromGrpcError(e: unknown): Error {
-  if (isServiceError(e)) return errorFromStatus(e.code, e.details, e.metadata);
+/** grpc-js's words for "no socket file" and "nobody listens"; anything else UNAVAILABLE keeps its own text. */
+const NOTHING_LISTENS = /ENOENT|ECONNREFUSED/;
+
+function fromGrpcError(e: unknown, endpoint: RpcEndpoint, startHint: string | undefined): Error {
+  if (isServiceError(e)) {
+    // One line a person can act on, instead of grpc-js's "No connection established. Last error: …".
+    if (e.code === Status.UNAVAILABLE && NOTHING_LISTENS.test(e.details)) {
+      const why = /ENOENT/.test(e.details) ? "no socket there" : "connection refused";
+      return new UnavailableError(`nothing answers at ${formatEndpoint(endpoint)} (${why})${startHint !== undefined ? `; start it with \`${startHint}\`` : ""}`, { nothingListens: true });
+    }
+    return errorFromStatus(e.code, e.details, e.metadata);
+  }
   return e instanceof Error ? e : new Error(String(e));
 }
 
@@ -61,7 +73,7 @@ export function connect<D extends ServiceDef>(service: D, options: ConnectOption
     return new Promise((resolve, reject) => {
       const call = client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, req, metadata(), grpcOptions(opts), (err: ServiceError | null, value?: unknown) => {
         opts?.signal?.removeEventListener("abort", onAbort);
-        if (err) reject(fromGrpcError(err));
+        if (err) reject(fromGrpcError(err, endpoint, options.startHint));
         else resolve(value);
       });
       const onAbort = (): void => call.cancel();
@@ -78,7 +90,7 @@ export function connect<D extends ServiceDef>(service: D, options: ConnectOption
     try {
       for await (const msg of call as AsyncIterable<unknown>) yield msg;
     } catch (e: unknown) {
-      throw fromGrpcError(e);
+      throw fromGrpcError(e, endpoint, options.startHint);
     } finally {
       opts?.signal?.removeEventListener("abort", onAbort);
       call.cancel();

@@ -49,5 +49,5 @@ export async function serveHypervisor(impl: HypervisorServiceImpl, options: Omit
 
 /** Connects lazily (the first call opens the channel). */
 export function connectHypervisor(options: { endpoint: string | RpcEndpoint; token?: string }): HypervisorClient {
-  return connect(HYPERVISOR_SERVICE, options);
+  return connect(HYPERVISOR_SERVICE, { startHint: "sanbox hypervisor serve", ...options });
 }
