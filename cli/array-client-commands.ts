@@ -108,7 +108,6 @@ function showPairs(pairs: [string, string][]): string {
   return pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 1)} ${v}`).join("\n") + "\n";
 }
 
-
 // ------------------------------------------------------------------ registration
 
 export function registerArrayInfo(array: Command): void {
@@ -124,7 +123,8 @@ export function registerArrayInfo(array: Command): void {
           ["serial", i.serial],
           ["contract", i.contractVersion],
           ["block size", formatSize(i.blockSizeBytes)],
-          ...Object.entries(caps).map(([k, v]): [string, string] => [k, String(v)]),
+          // Capability keys are proto field names (camelCase); shown as words, like the rows above.
+          ...Object.entries(caps).map(([k, v]): [string, string] => [k.replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`), /Bytes$/.test(k) && typeof v === "number" ? formatSize(v) : String(v)]),
         ]);
       });
     }),

@@ -34,6 +34,7 @@ interface ServeOptions {
   tlsCert?: string;
   tlsKey?: string;
   insecure?: boolean;
+  json?: boolean;
   capacity?: string;
 }
 
@@ -48,6 +49,7 @@ export function registerArrayServe(array: Command): void {
     .option("--tls-cert <file>", "PEM certificate chain for gRPC over TCP")
     .option("--tls-key <file>", "PEM private key for --tls-cert")
     .option("--insecure", "allow plaintext gRPC over TCP and NBD over TCP without TLS")
+    .option("--json", "print the endpoints as one JSON line ({rpc, nbd})")
     .action(async (options: ServeOptions) => serve(options));
 }
 
@@ -80,9 +82,11 @@ async function serve(options: ServeOptions): Promise<void> {
     ...(token !== undefined ? { token } : {}),
     ...(tls !== undefined ? { tls } : {}),
   });
-  process.stdout.write(`rpc ${formatEndpoint(daemon.rpc)}\nnbd ${daemon.nbd}\n`);
+  // Listen before announcing: whoever reads the endpoint line may signal at once.
+  const stopped = waitForStopSignal(log);
+  process.stdout.write(options.json === true ? `${JSON.stringify({ rpc: formatEndpoint(daemon.rpc), nbd: daemon.nbd })}\n` : `rpc ${formatEndpoint(daemon.rpc)}\nnbd ${daemon.nbd}\n`);
   log.info(`serving ${dataDir}: rpc ${formatEndpoint(daemon.rpc)}${token !== undefined ? " (bearer token)" : ""}, nbd ${daemon.nbd} (tls ${daemon.nbdTls})`);
-  await waitForStopSignal(log);
+  await stopped;
   await daemon.close();
   log.info("stopped");
 }

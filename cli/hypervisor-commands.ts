@@ -46,6 +46,7 @@ interface ServeOptions {
   rpc?: string;
   data?: string;
   insecure?: boolean;
+  json?: boolean;
 }
 
 export function registerHypervisor(program: Command): Command {
@@ -57,6 +58,7 @@ export function registerHypervisor(program: Command): Command {
     .option("--data <dir>", "state directory (default: $SANBOX_HYPERVISOR_HOME or ~/.local/share/sanbox/hypervisor)")
     .option("--token-file <file>", "require this bearer token (first line of the file) on every call; clients send $SANBOX_HYPERVISOR_TOKEN")
     .option("--insecure", "allow plaintext gRPC over TCP")
+    .option("--json", "print the endpoint as one JSON line ({rpc})")
     .action(async (options: ServeOptions) => serve(options));
   return hv;
 }
@@ -83,9 +85,11 @@ async function serve(options: ServeOptions): Promise<void> {
     ...(token !== undefined ? { token } : {}),
     ...(arrayToken !== undefined && arrayToken !== "" ? { arrayToken } : {}),
   });
-  process.stdout.write(`rpc ${formatEndpoint(daemon.rpc)}\n`);
+  // Listen before announcing: whoever reads the endpoint line may signal at once.
+  const stopped = waitForStopSignal(log);
+  process.stdout.write(options.json === true ? `${JSON.stringify({ rpc: formatEndpoint(daemon.rpc) })}\n` : `rpc ${formatEndpoint(daemon.rpc)}\n`);
   log.info(`serving ${daemon.dataDir}: rpc ${formatEndpoint(daemon.rpc)}, array ${formatEndpoint(daemon.array)}`);
-  await waitForStopSignal(log);
+  await stopped;
   await daemon.close();
   log.info("stopped");
 }

@@ -27,6 +27,7 @@ interface ServeOptions {
   host: string;
   export: string;
   readonly?: boolean;
+  json?: boolean;
   tlsPsk?: string;
   tls: TlsMode;
 }
@@ -44,6 +45,7 @@ export function registerNbd(program: Command): void {
     .option("--host <addr>", "TCP address to bind", "127.0.0.1")
     .option("--export <name>", "export name", "")
     .option("--readonly", "refuse writes")
+    .option("--json", "print the URI as one JSON line ({uri})")
     .option("--tls-psk <file>", "psk file (identity:hexkey lines, as nbdkit --tls-psk)")
     .addOption(new Option("--tls <mode>", "TLS policy, as nbdkit --tls").choices(["off", "on", "require"]).default("off"))
     .action(async (file: string | undefined, opts: ServeOptions) => serve(file, opts));
@@ -78,10 +80,12 @@ async function serve(file: string | undefined, opts: ServeOptions): Promise<void
     await server.listen({ unix: path });
     uri = formatNbdUri({ tls: tls === "require", transport: { kind: "unix", path }, exportName: opts.export, ...pskParam(opts, tls, psk) });
   }
-  process.stdout.write(`${uri}\n`);
+  // Listen before announcing: whoever reads the endpoint line may signal at once.
+  const stopped = waitForStopSignal(log);
+  process.stdout.write(opts.json === true ? `${JSON.stringify({ uri })}\n` : `${uri}\n`);
   log.info(`serving ${backend.description ?? "disk"} (${backend.size} bytes${backend.readOnly ? ", read-only" : ""}) at ${uri}`);
 
-  await waitForStopSignal(log);
+  await stopped;
   log.info(`draining ${server.connectionCount} connection(s)`);
   await server.close();
   await backend.flush();

@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
-import { runSanbox } from "../support/sanbox-cli.js";
+import { runSanbox, startSanbox } from "../support/sanbox-cli.js";
 import { tempDir } from "../support/tools.js";
 
 describe("sanbox exit codes and errors", () => {
@@ -84,5 +84,18 @@ describe("sanbox exit codes and errors", () => {
     expect(gone.stdout).toContain(`deleted group snapshot ${group.groupSnapshotId}`);
     const list = await cli("snap", "list", "--json");
     expect(list.stdout).not.toContain(group.groupSnapshotId);
+  }, 60_000);
+
+  it("the serve commands print their endpoints as JSON with --json", async () => {
+    const nbd = await startSanbox(["nbd", "serve", "--memory", "1M", "--unix", join(dir, "n.sock"), "--json"]);
+    expect(JSON.parse(nbd.firstLine)).toEqual({ uri: `nbd+unix:///?socket=${join(dir, "n.sock")}` });
+    nbd.kill("SIGTERM");
+    expect(await nbd.exited, nbd.stderr()).toEqual({ exitCode: 0, signal: undefined });
+    const arr = await startSanbox(["array", "serve", "--data", join(dir, "array2"), "--json"]);
+    const doc = JSON.parse(arr.firstLine) as { rpc: string; nbd: string };
+    expect(doc.rpc).toBe(`unix:${join(dir, "array2", "rpc.sock")}`);
+    expect(doc.nbd).toContain(join(dir, "array2", "nbd.sock"));
+    arr.kill("SIGTERM");
+    expect(await arr.exited, arr.stderr()).toEqual({ exitCode: 0, signal: undefined });
   }, 60_000);
 });
