@@ -59,10 +59,13 @@ export interface CopyOptions {
 
 export const DEFAULT_MAX_REQUEST = 4 * 1024 * 1024;
 /**
- * Reading a gap this small costs less than one more request would. Kept at 0:
- * on the simulator's snapshots a request costs about as much as reading
- * 16 KiB, the array's CBT granularity is 64 KiB so RDM gaps are never smaller
- * than that, and the benchmarks hold the bytes read to the bytes changed.
+ * Gaps up to this size are read rather than costing another request. Measured
+ * on the simulator (20k random 4–64 KiB extents over a 2 GiB snapshot, null
+ * sink, 8 in flight): gap 0: 14,239 reads, 568 MiB, 51–78 MiB/s; 16 KiB: 12,175
+ * reads, +3.5% bytes, +11%; 64 KiB: 7,681 reads, +35% bytes, 94 MiB/s. It stays 0
+ * by default: the array's CBT granularity is 64 KiB, so RDM gaps are never below
+ * it, and the revert and the benchmarks hold the bytes read to the bytes changed
+ * (test/e2e/630 checks the revert reads no more than it touches).
  */
 export const DEFAULT_MAX_GAP = 0;
 
@@ -79,6 +82,7 @@ export async function copyExtents(src: ExtentSource, job: CopyJob, sink: ImageSi
   const reads = coalesceReads(job.copies, { maxRead: maxRequest, maxGap }, splitCopy);
   let total = 0;
   for (const c of job.copies) total += c.length;
+  if (total > 0) opts.onProgress?.(0, total); // the total is known before the first byte lands
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {
