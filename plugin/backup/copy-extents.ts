@@ -75,39 +75,50 @@ export async function copyExtents(src: ExtentSource, job: CopyJob, sink: ImageSi
   const maxGap = Math.max(0, opts.maxGap ?? DEFAULT_MAX_GAP);
   const stats: CopyStats = { bytesRead: 0, bytesWritten: 0, bytesZeroed: 0, reads: 0 };
   if (job.size !== undefined && job.size !== sink.size) await sink.resize(job.size);
-  // Zeroing is metadata for most sinks; issue them together and let the sink order them.
-  const zeros = job.zeros ?? [];
-  await settleAll(zeros.map((z) => sink.zero(z.offset, z.length)));
-  for (const z of zeros) stats.bytesZeroed += z.length;
+  // Zeroing is metadata for most sinks: several in flight rather than one await each, bounded all the same.
+  await forEachBounded(job.zeros ?? [], parallel, async (z) => {
+    await sink.zero(z.offset, z.length);
+    stats.bytesZeroed += z.length;
+  });
   const reads = coalesceReads(job.copies, { maxRead: maxRequest, maxGap }, splitCopy);
   let total = 0;
   for (const c of job.copies) total += c.length;
   if (total > 0) opts.onProgress?.(0, total); // the total is known before the first byte lands
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < reads.length) {
-      const r = reads[next++];
-      if (r === undefined) break;
-      try {
-        stats.reads++;
-        const data = await src.read(r.offset, r.length);
-        stats.bytesRead += data.length;
-        await settleAll(r.pieces.map(({ piece, at }) => sink.write(piece.dstOffset, at === 0 && piece.length === data.length ? data : data.subarray(at, at + piece.length))));
-        for (const { piece } of r.pieces) stats.bytesWritten += piece.length;
-      } catch (e: unknown) {
-        failed = true; // the other workers start nothing new
-        throw e;
-      }
-      opts.onProgress?.(stats.bytesWritten, total);
-    }
-  };
-  await settleAll(Array.from({ length: Math.min(parallel, reads.length) }, worker));
+  await forEachBounded(reads, parallel, async (r) => {
+    stats.reads++;
+    const data = await src.read(r.offset, r.length);
+    stats.bytesRead += data.length;
+    await settleAll(r.pieces.map(({ piece, at }) => sink.write(piece.dstOffset, at === 0 && piece.length === data.length ? data : data.subarray(at, at + piece.length))));
+    for (const { piece } of r.pieces) stats.bytesWritten += piece.length;
+    opts.onProgress?.(stats.bytesWritten, total);
+  });
   return stats;
 }
 
 function splitCopy(c: CopyRange, skip: number, length: number): CopyRange {
   return { srcOffset: c.srcOffset + skip, dstOffset: c.dstOffset + skip, length };
+}
+
+/**
+ * Runs `fn` over `items`, at most `parallel` at once, in order of start. After
+ * the first failure nothing new starts; it rejects with that failure once
+ * every started call has settled.
+ */
+async function forEachBounded<T>(items: readonly T[], parallel: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (e: unknown) {
+        failed = true; // the other workers start nothing new
+        throw e;
+      }
+    }
+  };
+  await settleAll(Array.from({ length: Math.min(parallel, items.length) }, worker));
 }
 
 /** Waits for every promise, then rejects with the first failure (Promise.all would return while others still run). */
