@@ -10,6 +10,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   store: async () => (await import("./store.js")).run,
   array: async () => (await import("./array.js")).run,
   backup: async () => (await import("./backup.js")).run,
+  hash: async () => (await import("./hash.js")).run,
 };
 
 async function main(): Promise<void> {

@@ -25,10 +25,12 @@ import { parseRestoreTarget, restoreImage } from "../plugin/backup/restore.js";
 import { verifyPoint } from "../plugin/backup/verify-point.js";
 import { CorruptError, InvalidArgumentError, ToolMissingError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
+import { observeReads } from "../src/nbd/backends/observe-reads.js";
 import { NbdServer } from "../src/nbd/server.js";
 import { formatNbdUri } from "../src/nbd/uri.js";
 import { describeViolation } from "../src/oracle/verify.js";
 import { connectHypervisor } from "../src/rpc/hypervisor-service-def.js";
+import { parseProgressMode, ProgressReporter } from "../src/progress.js";
 import { formatSize, parseSize } from "../src/size.js";
 import { defaultEndpoint as defaultArrayEndpoint } from "./array-paths.js";
 import { defaultHypervisorDataDir, hypervisorSocketPath } from "../simulator/hypervisor/daemon.js";
@@ -59,28 +61,10 @@ function print(o: { json?: boolean }, data: unknown, text: () => string): void {
   process.stdout.write(o.json === true ? `${JSON.stringify(data, null, 2)}\n` : text());
 }
 
-/** One progress line per disk and phase on stderr, redrawn in place on a terminal. */
-function progressBar(): { update: (disk: string, phase: string, done: number, total: number) => void; end: () => void } {
-  const tty = process.stderr.isTTY;
-  let last = "";
-  let lastAt = 0;
-  return {
-    update: (disk, phase, done, total) => {
-      if (!tty) return;
-      const now = Date.now();
-      if (done < total && now - lastAt < 100) return;
-      lastAt = now;
-      const width = 30;
-      const filled = total === 0 ? width : Math.round((done / total) * width);
-      const line = `${disk.padEnd(10)} ${phase.padEnd(6)} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${formatSize(done)} / ${formatSize(total)}`;
-      const key = `${disk}/${phase}`;
-      process.stderr.write(`${last === key ? "\r" : last === "" ? "" : "\n"}${line}`);
-      last = key;
-    },
-    end: () => {
-      if (tty && last !== "") process.stderr.write("\n");
-    },
-  };
+/** --progress MODE for the commands that move data (src/progress.ts); logs and progress go to stderr. */
+const PROGRESS_HELP = "progress on stderr: auto (a bar on a terminal, else a line every 5 s) | bar | plain | json | none";
+function progressReporter(o: { progress: string }): ProgressReporter {
+  return new ProgressReporter(parseProgressMode(o.progress));
 }
 
 export function formatBackupSummary(s: BackupSummary): string {
@@ -118,14 +102,16 @@ export function registerBackup(program: Command): Command {
     .option("--parallel <n>", "NBD reads in flight per disk", "8")
     .option("--no-revert", "TEST ONLY: skip the revert (step 6); the point is then not time-consistent (the oracle's negative control)")
     .option("--json", "machine-readable summary")
-    .action(async (vm: string, o: RepoOpt & { hypervisor?: string; array?: string; full?: boolean; chunkSize: string; parallel: string; revert: boolean }) => {
+    .option("--progress <mode>", PROGRESS_HELP, "auto")
+    .action(async (vm: string, o: RepoOpt & { hypervisor?: string; array?: string; full?: boolean; chunkSize: string; parallel: string; revert: boolean; progress: string }) => {
       const log = createLogger("backup");
       const repo = await Repository.open(repoDir(o), { create: true, chunkSize: parseSize(o.chunkSize) });
       const array = GrpcArrayDriver.connect({ endpoint: o.array ?? defaultArrayEndpoint(), ...token() });
       const hv = connectHypervisor({ endpoint: hypervisorEndpoint(o), ...token() });
-      const bar = progressBar();
+      const bar = progressReporter(o);
       try {
-        const s = await runBackup({ vm, repo, array, hypervisor: hv, revert: o.revert, full: o.full === true, parallel: Number(o.parallel), log, onProgress: bar.update });
+        const onProgress = (disk: string, phase: string, done: number, total: number): void => bar.update(phase, disk, done, total);
+        const s = await runBackup({ vm, repo, array, hypervisor: hv, revert: o.revert, full: o.full === true, parallel: Number(o.parallel), log, onProgress });
         bar.end();
         print(o, { ...s, point: s.point.id, base: s.point.base }, () => formatBackupSummary(s));
       } finally {
@@ -232,22 +218,35 @@ export function registerBackup(program: Command): Command {
     .option("--format <fmt>", "raw | qcow2 | vmdk", "qcow2")
     .option("--repo <dir>", "backup repository")
     .option("--json", "machine-readable output")
-    .action(async (ref: string, o: RepoOpt & { out: string; format: string }) => {
+    .option("--progress <mode>", PROGRESS_HELP, "auto")
+    .action(async (ref: string, o: RepoOpt & { out: string; format: string; progress: string }) => {
       if (!["raw", "qcow2", "vmdk"].includes(o.format)) throw new InvalidArgumentError(`--format must be raw, qcow2 or vmdk, got ${o.format}`);
       const repo = await Repository.open(repoDir(o));
       const p = await repo.get(ref);
       await mkdir(o.out, { recursive: true });
-      const { server, uris } = await servePoint(repo, p, {});
+      // Progress: how far into each disk qemu-img has read (it reads in order and skips holes).
+      const bar = progressReporter(o);
+      const reached = new Map<string, number>();
+      const size = (disk: string): number => p.disks.find((d) => d.name === disk)?.size ?? 0;
+      const onRead = (disk: string, offset: number, length: number): void => {
+        const at = Math.max(reached.get(disk) ?? 0, offset + length);
+        reached.set(disk, at);
+        bar.update("export", disk, at, size(disk));
+      };
+      const { server, uris } = await servePoint(repo, p, {}, onRead);
       const files: { disk: string; file: string }[] = [];
       try {
         for (const [name, uri] of uris) {
+          bar.update("export", name, 0, size(name));
           const file = join(o.out, `${name}.${o.format === "raw" ? "img" : o.format}`);
           const r = await execa("qemu-img", ["convert", "-f", "raw", "-O", o.format, uri, file], { reject: false });
           if (r.failed && (r as { code?: string }).code === "ENOENT") throw new ToolMissingError("qemu-img", "qemu-utils");
           if (r.exitCode !== 0) throw new InvalidArgumentError(`qemu-img convert failed: ${String(r.stderr)}`);
+          bar.update("export", name, size(name), size(name));
           files.push({ disk: name, file });
         }
       } finally {
+        bar.end();
         await server.close();
       }
       print(o, files, () => files.map((f) => `${f.disk} ${f.file}\n`).join(""));
@@ -255,9 +254,12 @@ export function registerBackup(program: Command): Command {
   return backup;
 }
 
-async function servePoint(repo: Repository, p: BackupPoint, o: { unix?: string; port?: string }): Promise<{ server: NbdServer; uris: Map<string, string> }> {
+async function servePoint(repo: Repository, p: BackupPoint, o: { unix?: string; port?: string }, onRead?: (disk: string, offset: number, length: number) => void): Promise<{ server: NbdServer; uris: Map<string, string> }> {
   const disks = new Map<string, RepositoryBackend>();
-  for (const d of p.disks) disks.set(d.name, new RepositoryBackend(await repo.openImage(p, d.name), `${p.id} ${d.name} (${d.kind})`));
+  for (const d of p.disks) {
+    const backend = new RepositoryBackend(await repo.openImage(p, d.name), `${p.id} ${d.name} (${d.kind})`);
+    disks.set(d.name, onRead ? observeReads(backend, (offset, length) => onRead(d.name, offset, length)) : backend);
+  }
   const server = new NbdServer({ provider: new PointExportProvider(disks), log: createLogger("backup-serve") });
   const uris = new Map<string, string>();
   if (o.port !== undefined) {
@@ -282,7 +284,8 @@ export function registerRestore(program: Command): Command {
     .option("--repo <dir>", "backup repository")
     .option("--array <endpoint>", "array control endpoint for --to lun:NAME")
     .option("--json", "machine-readable output")
-    .action(async (ref: string, o: RepoOpt & { to: string; disk?: string; array?: string }) => {
+    .option("--progress <mode>", PROGRESS_HELP, "auto")
+    .action(async (ref: string, o: RepoOpt & { to: string; disk?: string; array?: string; progress: string }) => {
       const repo = await Repository.open(repoDir(o));
       const p = await repo.get(ref);
       let disk = o.disk;
@@ -293,10 +296,14 @@ export function registerRestore(program: Command): Command {
       const image = await repo.openImage(p, disk);
       const target = parseRestoreTarget(o.to);
       const array = target.kind === "lun" ? GrpcArrayDriver.connect({ endpoint: o.array ?? defaultArrayEndpoint(), ...token() }) : undefined;
+      const bar = progressReporter(o);
       try {
-        const r = await restoreImage(image, target, array ? { array } : {});
+        const onProgress = (done: number, total: number): void => bar.update("restore", disk, done, total);
+        const r = await restoreImage(image, target, { onProgress, ...(array ? { array } : {}) });
+        bar.end();
         print(o, { point: p.id, disk, ...r }, () => `restored ${p.id} ${disk} (${formatSize(r.size)}, ${formatSize(r.bytesWritten)} of data) to ${r.target}\n`);
       } finally {
+        bar.end();
         array?.close();
       }
     });

@@ -168,6 +168,21 @@ export class InterruptedError extends CancelledError {
     super(message);
   }
 }
+/** A worker thread died (crashed, exited, was terminated) while running a job; only its jobs fail. */
+export class WorkerCrashedError extends SanboxError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ABORTED", message, options);
+  }
+}
+/** A job a worker thread ran threw; the worker lives on. `remoteName` is the thrown error's class name. */
+export class WorkerJobError extends SanboxError {
+  constructor(
+    message: string,
+    readonly remoteName: string,
+  ) {
+    super("IO_ERROR", message);
+  }
+}
 export class TimeoutError extends SanboxError {
   constructor(message: string) {
     super("TIMEOUT", message);
