@@ -2,7 +2,7 @@
  * `sanbox backup …` and `sanbox restore`: the backup plugin on the command line.
  *
  *   sanbox backup run VM --repo DIR [--hypervisor EP] [--array EP] [--json]
- *   sanbox backup list|show|verify|prune|serve|export …
+ *   sanbox backup list|show|verify|prune|serve|export|delete|check …
  *   sanbox restore POINT [--disk NAME] --to FILE|NBD-URI|lun:NAME --repo DIR
  *
  * The repository is --repo, else $SANBOX_REPO. The array is --array, else
@@ -11,6 +11,7 @@
  * token for both. Results go to stdout (a table, or JSON with --json); logs and
  * progress bars go to stderr. POINT is a point id, a unique prefix, or VM@latest.
  */
+import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,10 +21,13 @@ import { GrpcArrayDriver } from "../plugin/backup/grpc-array-driver.js";
 import { runBackup, type BackupSummary } from "../plugin/backup/backup-run.js";
 import { PointExportProvider, RepositoryBackend } from "../plugin/backup/repository-backend.js";
 import type { BackupPoint } from "../plugin/backup/repository/catalog.js";
-import { Repository } from "../plugin/backup/repository/repository.js";
+import { checkRepository, type CheckReport } from "../plugin/backup/repository/check.js";
+import { validChunkSize } from "../plugin/backup/repository/disk-map.js";
+import { REWRITE_BELOW } from "../plugin/backup/repository/pack-gc.js";
+import { DEFAULT_CHUNK_SIZE, Repository, type PointEntry } from "../plugin/backup/repository/repository.js";
 import { parseRestoreTarget, restoreImage } from "../plugin/backup/restore.js";
 import { verifyPoint } from "../plugin/backup/verify-point.js";
-import { CorruptError, InvalidArgumentError, ToolMissingError } from "../src/errors.js";
+import { CorruptError, InvalidArgumentError, ToolMissingError, errorMessage } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { NbdServer } from "../src/nbd/server.js";
 import { formatNbdUri } from "../src/nbd/uri.js";
@@ -98,6 +102,19 @@ export function formatBackupSummary(s: BackupSummary): string {
   );
 }
 
+function entryJson(e: PointEntry): Record<string, unknown> {
+  if (e.status === "damaged") return { id: e.id, status: "damaged", reason: e.reason, ...(e.point !== undefined ? { vm: e.point.vm } : {}) };
+  const p = e.point;
+  return { id: p.id, status: "ok", vm: p.vm, kind: p.kind, createdAt: p.createdAt, t1: p.t1, t2: p.t2, reverted: p.reverted, workload: p.workload, disks: p.disks.map((d) => ({ name: d.name, kind: d.kind, size: d.size })), base: p.base };
+}
+
+function formatCheck(r: CheckReport): string {
+  const lines = [`${r.clean ? "clean" : "NOT CLEAN"}: ${r.points} point(s), ${r.packs} pack(s), ${r.chunks} chunk(s) checked; garbage ${r.garbage.blobs} blob(s), ${r.garbage.partialPacks} unfinished pack(s) (prune reclaims them)`];
+  if (r.problems.length > 0) lines.push(formatTable(["KIND", "NAME", "PROBLEM"], r.problems.map((p) => [p.kind, p.name, p.reason])).trimEnd());
+  for (const x of r.repaired) lines.push(`repaired: ${x}`);
+  return lines.join("\n") + "\n";
+}
+
 function pointRow(p: BackupPoint): string[] {
   const size = p.disks.reduce((n, d) => n + d.size, 0);
   return [p.id, p.vm, p.kind + (p.reverted ? "" : " (no revert)"), p.t1, String(p.disks.length), formatSize(size), p.base.name];
@@ -114,14 +131,24 @@ export function registerBackup(program: Command): Command {
     .option("--hypervisor <endpoint>", "hypervisor endpoint (default: $SANBOX_HYPERVISOR_ENDPOINT or the local one)")
     .option("--array <endpoint>", "array control endpoint (default: $SANBOX_ENDPOINT or the local array)")
     .option("--full", "read everything even when a base exists")
-    .option("--chunk-size <size>", "chunk size of a NEW repository", "1M")
+    .option("--chunk-size <size>", "chunk size of a NEW repository (default: the array's CBT granularity, else 64K)")
     .option("--parallel <n>", "NBD reads in flight per disk", "8")
     .option("--no-revert", "TEST ONLY: skip the revert (step 6); the point is then not time-consistent (the oracle's negative control)")
     .option("--json", "machine-readable summary")
-    .action(async (vm: string, o: RepoOpt & { hypervisor?: string; array?: string; full?: boolean; chunkSize: string; parallel: string; revert: boolean }) => {
+    .action(async (vm: string, o: RepoOpt & { hypervisor?: string; array?: string; full?: boolean; chunkSize?: string; parallel: string; revert: boolean }) => {
       const log = createLogger("backup");
-      const repo = await Repository.open(repoDir(o), { create: true, chunkSize: parseSize(o.chunkSize) });
       const array = GrpcArrayDriver.connect({ endpoint: o.array ?? defaultArrayEndpoint(), ...token() });
+      const dir = repoDir(o);
+      let chunkSize = o.chunkSize === undefined ? undefined : parseSize(o.chunkSize);
+      if (chunkSize === undefined && !existsSync(join(dir, "repo.json"))) {
+        // A new repository's chunk is the array's CBT granularity, so an incremental stores about what changed.
+        const g = await array.facts().then((f) => f.cbtGranularity).catch((e: unknown) => {
+          log.warn(`could not read the array's CBT granularity (${errorMessage(e)}); using ${formatSize(DEFAULT_CHUNK_SIZE)} chunks`);
+          return 0;
+        });
+        chunkSize = validChunkSize(g) ? g : DEFAULT_CHUNK_SIZE;
+      }
+      const repo = await Repository.open(dir, { create: true, ...(chunkSize !== undefined ? { chunkSize } : {}) });
       const hv = connectHypervisor({ endpoint: hypervisorEndpoint(o), ...token() });
       const bar = progressBar();
       try {
@@ -143,9 +170,12 @@ export function registerBackup(program: Command): Command {
     .option("--json", "machine-readable output")
     .action(async (o: RepoOpt & { vm?: string }) => {
       const repo = await Repository.open(repoDir(o));
-      const points = await repo.list(o.vm);
-      print(o, points.map((p) => ({ id: p.id, vm: p.vm, kind: p.kind, createdAt: p.createdAt, t1: p.t1, t2: p.t2, reverted: p.reverted, disks: p.disks.map((d) => ({ name: d.name, kind: d.kind, size: d.size })), base: p.base })), () =>
-        formatTable(["POINT", "VM", "KIND", "T1", "DISKS", "SIZE", "BASE SNAPSHOT"], points.map(pointRow)),
+      const entries = (await repo.scan()).filter((e) => o.vm === undefined || e.point?.vm === o.vm || (e.point === undefined && e.id.startsWith(`${o.vm}-`)));
+      print(o, entries.map(entryJson), () =>
+        formatTable(
+          ["POINT", "STATUS", "VM", "KIND", "T1", "DISKS", "SIZE", "BASE SNAPSHOT"],
+          entries.map((e) => (e.status === "ok" ? [e.id, "ok", ...pointRow(e.point).slice(1)] : [e.id, `DAMAGED: ${e.reason}`, e.point?.vm ?? "?", "", "", "", "", ""])),
+        ),
       );
     });
 
@@ -171,15 +201,16 @@ export function registerBackup(program: Command): Command {
 
   backup
     .command("verify")
-    .description("re-hash every chunk of a point and run the consistency oracle over its disks; exits 1 if either fails")
+    .description("read and re-hash every chunk of a point; with --oracle (or when the point was taken under the dependent-write workload) also run the consistency oracle; exits 1 on failure")
     .argument("<point>", "point id, unique prefix, or VM@latest")
     .option("--repo <dir>", "backup repository")
+    .option("--oracle", "run the consistency oracle even if the point does not record the dependent-write workload")
     .option("--no-oracle", "only re-hash the chunks")
     .option("--json", "machine-readable output")
-    .action(async (ref: string, o: RepoOpt & { oracle: boolean }) => {
+    .action(async (ref: string, o: RepoOpt & { oracle?: boolean }) => {
       const repo = await Repository.open(repoDir(o));
       const p = await repo.get(ref);
-      const v = await verifyPoint(repo, p, { oracle: o.oracle });
+      const v = await verifyPoint(repo, p, o.oracle !== undefined ? { oracle: o.oracle } : {});
       print(o, v, () => {
         const lines = [`point ${v.point}: ${v.chunks} chunks, ${v.badChunks.length} bad`];
         for (const b of v.badChunks) lines.push(`  ${b}`);
@@ -194,7 +225,7 @@ export function registerBackup(program: Command): Command {
 
   backup
     .command("prune")
-    .description("keep the newest N points of each VM, delete the rest and garbage-collect their chunks")
+    .description(`keep the newest N healthy points of each VM, delete the rest, and garbage-collect packs (packs with no live chunk are deleted, packs under ${REWRITE_BELOW * 100}% live are rewritten)`)
     .requiredOption("--keep <n>", "points to keep per VM")
     .option("--vm <name>", "only this VM's points")
     .option("--repo <dir>", "backup repository")
@@ -202,7 +233,32 @@ export function registerBackup(program: Command): Command {
     .action(async (o: RepoOpt & { keep: string; vm?: string }) => {
       const repo = await Repository.open(repoDir(o));
       const r = await repo.prune(Number(o.keep), o.vm);
-      print(o, r, () => `removed ${r.removedPoints.length} point(s), kept ${r.keptPoints.length}; freed ${r.freedChunks} chunks (${formatSize(r.freedBytes)})\n`);
+      print(o, r, () => `removed ${r.removedPoints.length} point(s), kept ${r.keptPoints.length}; freed ${r.freedChunks} chunks; ${r.deletedPacks} pack(s) deleted, ${r.rewrittenPacks} rewritten (${formatSize(r.freedBytes)} freed)\n`);
+    });
+
+  backup
+    .command("delete")
+    .description("delete one backup point (healthy or damaged); refuses while a backup runs")
+    .argument("<point>", "point id or unique prefix (as `backup list` shows it)")
+    .option("--repo <dir>", "backup repository")
+    .option("--json", "machine-readable output")
+    .action(async (ref: string, o: RepoOpt) => {
+      const repo = await Repository.open(repoDir(o));
+      const id = await repo.deletePoint(ref);
+      print(o, { deleted: id }, () => `deleted ${id} (its chunks go at the next prune)\n`);
+    });
+
+  backup
+    .command("check")
+    .description("check the whole repository: pack trailers, index files, every live chunk's hash, every point; exits 0 when clean")
+    .option("--repo <dir>", "backup repository")
+    .option("--repair", "rebuild the index from verified copies, move chunks out of damaged packs, delete unreadable points")
+    .option("--json", "machine-readable output")
+    .action(async (o: RepoOpt & { repair?: boolean }) => {
+      const repo = await Repository.open(repoDir(o));
+      const r = await checkRepository(repo, { repair: o.repair === true });
+      print(o, r, () => formatCheck(r));
+      if (!r.clean) process.exitCode = 1;
     });
 
   backup
@@ -257,8 +313,9 @@ export function registerBackup(program: Command): Command {
 
 async function servePoint(repo: Repository, p: BackupPoint, o: { unix?: string; port?: string }): Promise<{ server: NbdServer; uris: Map<string, string> }> {
   const disks = new Map<string, RepositoryBackend>();
-  for (const d of p.disks) disks.set(d.name, new RepositoryBackend(await repo.openImage(p, d.name), `${p.id} ${d.name} (${d.kind})`));
-  const server = new NbdServer({ provider: new PointExportProvider(disks), log: createLogger("backup-serve") });
+  const log = createLogger("backup-serve");
+  for (const d of p.disks) disks.set(d.name, new RepositoryBackend(await repo.openImage(p, d.name), `${p.id} ${d.name} (${d.kind})`, log));
+  const server = new NbdServer({ provider: new PointExportProvider(disks), log });
   const uris = new Map<string, string>();
   if (o.port !== undefined) {
     const a = await server.listen({ host: "127.0.0.1", port: Number(o.port) });

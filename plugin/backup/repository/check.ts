@@ -107,7 +107,10 @@ async function scanRepository(repo: Repository): Promise<Scan> {
   const referenced = await repo.liveHashes();
   for (const h of lost) if (referenced.has(h)) problems.push({ kind: "index", name: h, reason: "in a pack but in no index file" });
   const entries = await repo.scan();
-  for (const e of entries) if (e.status === "damaged") problems.push({ kind: "point", name: e.id, reason: e.reason });
+  for (const e of entries) {
+    const why = e.status === "damaged" ? e.reason : await repo.badChunks(e.point);
+    if (why !== undefined) problems.push({ kind: "point", name: e.id, reason: why });
+  }
   const report: CheckReport = {
     clean: problems.length === 0,
     packs: packs.length,
@@ -166,9 +169,10 @@ export async function checkRepository(repo: Repository, opts: { repair?: boolean
       await store.sync();
     }
     for (const e of await repo.scan()) {
-      if (e.status !== "damaged") continue;
+      const why = e.status === "damaged" ? e.reason : await repo.badChunks(e.point);
+      if (why === undefined) continue;
       await repo.removeEntry(e.id);
-      repaired.push(`removed point ${e.id} (${e.reason})`);
+      repaired.push(`removed point ${e.id} (${why})`);
     }
     const after = (await scanRepository(repo)).report;
     return { ...after, repaired };

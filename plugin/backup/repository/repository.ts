@@ -21,9 +21,10 @@
  *
  * Damage stays local: every entry under points/ is scanned on its own; one
  * that is not a readable point (a stray file, an empty directory, a torn
- * point.json, an unreadable map, a missing pack, a chunk with no good copy)
- * is listed as damaged with the reason, and every command keeps working on
- * the others.
+ * point.json, an unreadable map, a missing pack) is listed as damaged with the
+ * reason, and every command keeps working on the others. A point whose map
+ * references a chunk copy found bad stays listed (its other ranges read, the
+ * bad range fails with CORRUPT) until a backup stores the content again.
  *
  * Locks: a backup holds `vm-<name>` (one backup per VM at a time); prune,
  * delete and check --repair hold `maintenance` and refuse while any backup
@@ -170,16 +171,12 @@ export class Repository {
       for (const d of point.disks) {
         const map = await this.index(point, d.name);
         const missing = new Map<string, number>();
-        let noCopy: string | undefined;
         for (let k = 0; k < map.count; k++) {
-          const h = map.hexAt(k);
-          const loc = this.chunks.locate(h);
-          if (loc === undefined) noCopy ??= h;
-          else if (!packs.has(loc.pack)) missing.set(loc.pack, (missing.get(loc.pack) ?? 0) + 1);
+          const loc = this.chunks.locate(map.hexAt(k));
+          if (loc !== undefined && !packs.has(loc.pack)) missing.set(loc.pack, (missing.get(loc.pack) ?? 0) + 1);
         }
         const [pack, n] = [...missing][0] ?? [];
         if (pack !== undefined) throw new CorruptError(`disk ${d.name}: pack ${pack} is missing (${n} chunks)`);
-        if (noCopy !== undefined) throw new CorruptError(`disk ${d.name}: chunk ${noCopy} has no good copy (a backup of the same data heals it)`);
       }
     } catch (e: unknown) {
       return { id, status: "damaged", reason: errorMessage(e), point };
@@ -208,7 +205,21 @@ export class Repository {
     const withRecord = (await this.scan()).filter((e) => e.point !== undefined && e.point.vm === vm);
     const newest = withRecord.sort((a, b) => byTime(a.point as BackupPoint, b.point as BackupPoint)).at(-1);
     if (newest?.point === undefined) return undefined;
-    return { point: newest.point, damage: newest.status === "damaged" ? newest.reason : undefined };
+    return { point: newest.point, damage: newest.status === "damaged" ? newest.reason : await this.badChunks(newest.point) };
+  }
+
+  /** Why some chunk of `point` cannot be read (no good copy known: found bad, never healed), or undefined. */
+  async badChunks(point: BackupPoint): Promise<string | undefined> {
+    let n = 0;
+    let first = "";
+    for (const d of point.disks) {
+      const map = await this.index(point, d.name);
+      for (let k = 0; k < map.count; k++) {
+        if (this.chunks.locate(map.hexAt(k)) !== undefined) continue;
+        if (n++ === 0) first = `disk ${d.name} chunk ${map.numberAt(k)} (${map.hexAt(k)})`;
+      }
+    }
+    return n === 0 ? undefined : `${n} chunk(s) with no good copy, first ${first}`;
   }
 
   /** A healthy point by id, unique id prefix, or "VM@latest"; a damaged one named exactly is a CorruptError with its reason. */
