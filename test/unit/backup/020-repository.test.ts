@@ -106,7 +106,7 @@ describe("backup repository", () => {
       expect(idx.hashOf(0)).toBe(idx.hashOf(2));
       await p1.addDisk("vm1", idx);
       await p1.commit(point(repo, "vm1-a", "vm1", [{ name: "vm1", size: 8 * CS }], "2026-01-01T00:00:00.000Z"));
-      expect(await repo.chunks.list()).toHaveLength(2);
+      expect(repo.chunks.list()).toHaveLength(2);
 
       // An incremental point: one chunk changed; the others are shared.
       const p2 = await repo.begin("vm1-b");
@@ -117,7 +117,7 @@ describe("backup repository", () => {
       await p2.commit(point(repo, "vm1-b", "vm1", [{ name: "vm1", size: 8 * CS }], "2026-01-02T00:00:00.000Z"));
       expect(idx2.hashOf(0)).toBe(idx.hashOf(0));
       expect(idx2.hashOf(4)).not.toBe(idx.hashOf(4));
-      expect(await repo.chunks.list()).toHaveLength(3);
+      expect(repo.chunks.list()).toHaveLength(3);
       expect((await repo.list("vm1")).map((p) => p.id)).toEqual(["vm1-a", "vm1-b"]);
       expect((await repo.get("vm1@latest")).id).toBe("vm1-b");
 
@@ -127,7 +127,7 @@ describe("backup repository", () => {
       expect(report.freedChunks).toBe(1);
       const r = await repo.openImage(await repo.get("vm1-b"), "vm1");
       expect((await r.read(4 * CS + 10, 7)).toString()).toBe("changed");
-      for (const h of await repo.chunks.list()) expect(await repo.chunks.check(h)).toBeUndefined();
+      for (const h of repo.chunks.list()) expect(await repo.chunks.check(h)).toBeUndefined();
     } finally {
       tmp.cleanup();
     }
@@ -173,7 +173,7 @@ describe("backup repository", () => {
       expect(await again.cleanup()).toEqual(["vm1-b"]);
       expect(readdirSync(join(tmp.dir, "tmp"))).toEqual([]);
       // The orphaned chunk goes at the next prune.
-      expect(await again.chunks.list()).toHaveLength(2);
+      expect(again.chunks.list()).toHaveLength(2);
       const report = await again.prune(5);
       expect(report.freedChunks).toBe(1);
       const r = await again.openImage(await again.get("vm1-a"), "vm1");
