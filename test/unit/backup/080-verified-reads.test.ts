@@ -6,6 +6,7 @@
  * then reads it, also from a freshly opened repository.
  */
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { BackupPoint } from "../../../plugin/backup/repository/catalog.js";
@@ -35,6 +36,8 @@ describe("verified reads", () => {
       await img.resize(4 * CS);
       await img.write(CS, content);
       await img.write(3 * CS, Buffer.alloc(CS, 9));
+      const noise = randomBytes(CS); // incompressible: stored raw, so only the hash can catch a flip
+      await img.write(2 * CS, noise);
       await p1.addDisk("vm1", await img.finish());
       await p1.commit(record("vm1-a", 4 * CS, "2026-01-01T00:00:00.000Z"));
 
@@ -55,6 +58,14 @@ describe("verified reads", () => {
       expect(err).toMatchObject({ code: "CORRUPT", errno: "EIO" });
       expect(String((err as Error).message)).toContain(`point vm1-a disk vm1 bytes [${CS}, ${2 * CS})`);
       expect(String((err as Error).message)).toContain(`chunk ${hash} (pack ${loc.pack} offset ${loc.offset})`);
+      // A raw (incompressible) chunk: nothing but the hash notices a flipped byte.
+      const rawHash = (await repo.index(point, "vm1")).hashOf(2) ?? "";
+      const rawLoc = repo.chunks.locate(rawHash);
+      if (rawLoc === undefined || rawLoc.flags !== 0) throw new Error("expected a raw chunk");
+      const fd2 = openSync(packPath(join(tmp.dir, "packs"), rawLoc.pack), "r+");
+      writeSync(fd2, Buffer.from([(noise[100] as number) ^ 0x80]), 0, 1, rawLoc.offset + 100);
+      closeSync(fd2);
+      await expect(reader.read(2 * CS, 10)).rejects.toThrow(new RegExp(`chunk ${rawHash} .*hashes to [0-9a-f]{64}`));
       // Other chunks still read.
       expect((await reader.read(3 * CS, 4)).equals(Buffer.alloc(4, 9))).toBe(true);
 
