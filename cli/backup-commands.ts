@@ -2,7 +2,7 @@
  * `sanbox backup …` and `sanbox restore`: the backup plugin on the command line.
  *
  *   sanbox backup run VM --repo DIR [--hypervisor EP] [--array EP] [--json]
- *   sanbox backup list|show|verify|prune|serve|export …
+ *   sanbox backup list|show|verify|prune|serve|export|delete|check …
  *   sanbox restore POINT [--disk NAME] --to FILE|NBD-URI|lun:NAME --repo DIR
  *
  * The repository is --repo, else $SANBOX_REPO. The array is --array, else
@@ -11,6 +11,7 @@
  * token for both. Results go to stdout (a table, or JSON with --json); logs and
  * progress bars go to stderr. POINT is a point id, a unique prefix, or VM@latest.
  */
+import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,10 +21,13 @@ import { GrpcArrayDriver } from "../plugin/backup/grpc-array-driver.js";
 import { runBackup, type BackupSummary } from "../plugin/backup/backup-run.js";
 import { PointExportProvider, RepositoryBackend } from "../plugin/backup/repository-backend.js";
 import type { BackupPoint } from "../plugin/backup/repository/catalog.js";
-import { Repository } from "../plugin/backup/repository/repository.js";
+import { checkRepository, type CheckReport } from "../plugin/backup/repository/check.js";
+import { validChunkSize } from "../plugin/backup/repository/disk-map.js";
+import { REWRITE_BELOW } from "../plugin/backup/repository/pack-gc.js";
+import { DEFAULT_CHUNK_SIZE, Repository, type PointEntry } from "../plugin/backup/repository/repository.js";
 import { parseRestoreTarget, restoreImage } from "../plugin/backup/restore.js";
 import { verifyPoint } from "../plugin/backup/verify-point.js";
-import { CorruptError, InvalidArgumentError, ToolMissingError } from "../src/errors.js";
+import { CorruptError, InvalidArgumentError, ToolMissingError, errorMessage } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { observeReads } from "../src/nbd/backends/observe-reads.js";
 import { NbdServer } from "../src/nbd/server.js";
@@ -41,8 +45,8 @@ interface RepoOpt {
   json?: boolean;
 }
 
-function repoDir(o: RepoOpt): string {
-  const d = o.repo ?? process.env.SANBOX_REPO;
+function repoDir(options: RepoOpt): string {
+  const d = options.repo ?? process.env.SANBOX_REPO;
   if (d === undefined || d === "") throw new InvalidArgumentError("give the backup repository with --repo DIR (or $SANBOX_REPO)");
   return d;
 }
@@ -52,19 +56,19 @@ function token(): { token: string } | Record<string, never> {
   return t !== undefined && t !== "" ? { token: t } : {};
 }
 
-function hypervisorEndpoint(o: { hypervisor?: string }): string {
+function hypervisorEndpoint(options: { hypervisor?: string }): string {
   const env = process.env.SANBOX_HYPERVISOR_ENDPOINT;
-  return o.hypervisor ?? (env !== undefined && env !== "" ? env : `unix:${hypervisorSocketPath(defaultHypervisorDataDir())}`);
+  return options.hypervisor ?? (env !== undefined && env !== "" ? env : `unix:${hypervisorSocketPath(defaultHypervisorDataDir())}`);
 }
 
-function print(o: { json?: boolean }, data: unknown, text: () => string): void {
-  process.stdout.write(o.json === true ? `${JSON.stringify(data, null, 2)}\n` : text());
+function print(options: { json?: boolean }, data: unknown, text: () => string): void {
+  process.stdout.write(options.json === true ? `${JSON.stringify(data, null, 2)}\n` : text());
 }
 
 /** --progress MODE for the commands that move data (src/progress.ts); logs and progress go to stderr. */
 const PROGRESS_HELP = "progress on stderr: auto (a bar on a terminal, else a line every 5 s) | bar | plain | json | none";
-function progressReporter(o: { progress: string }): ProgressReporter {
-  return new ProgressReporter(parseProgressMode(o.progress));
+function progressReporter(options: { progress: string }): ProgressReporter {
+  return new ProgressReporter(parseProgressMode(options.progress));
 }
 
 export function formatBackupSummary(s: BackupSummary): string {
@@ -80,6 +84,19 @@ export function formatBackupSummary(s: BackupSummary): string {
     `read from the array: ${formatSize(s.arrayBytesRead)}\n` +
     `steps: ${steps}\n`
   );
+}
+
+function entryJson(e: PointEntry): Record<string, unknown> {
+  if (e.status === "damaged") return { id: e.id, status: "damaged", reason: e.reason, ...(e.point !== undefined ? { vm: e.point.vm } : {}) };
+  const p = e.point;
+  return { id: p.id, status: "ok", vm: p.vm, kind: p.kind, createdAt: p.createdAt, t1: p.t1, t2: p.t2, reverted: p.reverted, workload: p.workload, disks: p.disks.map((d) => ({ name: d.name, kind: d.kind, size: d.size })), base: p.base };
+}
+
+function formatCheck(r: CheckReport): string {
+  const lines = [`${r.clean ? "clean" : "NOT CLEAN"}: ${r.points} point(s), ${r.packs} pack(s), ${r.chunks} chunk(s) checked; garbage ${r.garbage.blobs} blob(s), ${r.garbage.partialPacks} unfinished pack(s) (prune reclaims them)`];
+  if (r.problems.length > 0) lines.push(formatTable(["KIND", "NAME", "PROBLEM"], r.problems.map((p) => [p.kind, p.name, p.reason])).trimEnd());
+  for (const x of r.repaired) lines.push(`repaired: ${x}`);
+  return lines.join("\n") + "\n";
 }
 
 function pointRow(p: BackupPoint): string[] {
@@ -98,22 +115,32 @@ export function registerBackup(program: Command): Command {
     .option("--hypervisor <endpoint>", "hypervisor endpoint (default: $SANBOX_HYPERVISOR_ENDPOINT or the local one)")
     .option("--array <endpoint>", "array control endpoint (default: $SANBOX_ENDPOINT or the local array)")
     .option("--full", "read everything even when a base exists")
-    .option("--chunk-size <size>", "chunk size of a NEW repository", "1M")
+    .option("--chunk-size <size>", "chunk size of a NEW repository (default: the array's CBT granularity, else 64K)")
     .option("--parallel <n>", "NBD reads in flight per disk", "8")
     .option("--no-revert", "TEST ONLY: skip the revert (step 6); the point is then not time-consistent (the oracle's negative control)")
     .option("--json", "machine-readable summary")
     .option("--progress <mode>", PROGRESS_HELP, "auto")
-    .action(async (vm: string, o: RepoOpt & { hypervisor?: string; array?: string; full?: boolean; chunkSize: string; parallel: string; revert: boolean; progress: string }) => {
+    .action(async (vm: string, options: RepoOpt & { hypervisor?: string; array?: string; full?: boolean; chunkSize?: string; parallel: string; revert: boolean; progress: string }) => {
       const log = createLogger("backup");
-      const repo = await Repository.open(repoDir(o), { create: true, chunkSize: parseSize(o.chunkSize) });
-      const array = GrpcArrayDriver.connect({ endpoint: o.array ?? defaultArrayEndpoint(), ...token() });
-      const hv = connectHypervisor({ endpoint: hypervisorEndpoint(o), ...token() });
-      const bar = progressReporter(o);
+      const array = GrpcArrayDriver.connect({ endpoint: options.array ?? defaultArrayEndpoint(), ...token() });
+      const dir = repoDir(options);
+      let chunkSize = options.chunkSize === undefined ? undefined : parseSize(options.chunkSize);
+      if (chunkSize === undefined && !existsSync(join(dir, "repo.json"))) {
+        // A new repository's chunk is the array's CBT granularity, so an incremental stores about what changed.
+        const g = await array.facts().then((f) => f.cbtGranularity).catch((e: unknown) => {
+          log.warn(`could not read the array's CBT granularity (${errorMessage(e)}); using ${formatSize(DEFAULT_CHUNK_SIZE)} chunks`);
+          return 0;
+        });
+        chunkSize = validChunkSize(g) ? g : DEFAULT_CHUNK_SIZE;
+      }
+      const repo = await Repository.open(dir, { create: true, ...(chunkSize !== undefined ? { chunkSize } : {}) });
+      const hv = connectHypervisor({ endpoint: hypervisorEndpoint(options), ...token() });
+      const bar = progressReporter(options);
       try {
         const onProgress = (disk: string, phase: string, done: number, total: number): void => bar.update(phase, disk, done, total);
-        const s = await runBackup({ vm, repo, array, hypervisor: hv, revert: o.revert, full: o.full === true, parallel: Number(o.parallel), log, onProgress });
+        const s = await runBackup({ vm, repo, array, hypervisor: hv, revert: options.revert, full: options.full === true, parallel: Number(options.parallel), log, onProgress });
         bar.end();
-        print(o, { ...s, point: s.point.id, base: s.point.base }, () => formatBackupSummary(s));
+        print(options, { ...s, point: s.point.id, base: s.point.base }, () => formatBackupSummary(s));
       } finally {
         bar.end();
         array.close();
@@ -127,11 +154,14 @@ export function registerBackup(program: Command): Command {
     .option("--repo <dir>", "backup repository")
     .option("--vm <name>", "only this VM's points")
     .option("--json", "machine-readable output")
-    .action(async (o: RepoOpt & { vm?: string }) => {
-      const repo = await Repository.open(repoDir(o));
-      const points = await repo.list(o.vm);
-      print(o, points.map((p) => ({ id: p.id, vm: p.vm, kind: p.kind, createdAt: p.createdAt, t1: p.t1, t2: p.t2, reverted: p.reverted, disks: p.disks.map((d) => ({ name: d.name, kind: d.kind, size: d.size })), base: p.base })), () =>
-        formatTable(["POINT", "VM", "KIND", "T1", "DISKS", "SIZE", "BASE SNAPSHOT"], points.map(pointRow)),
+    .action(async (options: RepoOpt & { vm?: string }) => {
+      const repo = await Repository.open(repoDir(options));
+      const entries = (await repo.scan()).filter((e) => options.vm === undefined || e.point?.vm === options.vm || (e.point === undefined && e.id.startsWith(`${options.vm}-`)));
+      print(options, entries.map(entryJson), () =>
+        formatTable(
+          ["POINT", "STATUS", "VM", "KIND", "T1", "DISKS", "SIZE", "BASE SNAPSHOT"],
+          entries.map((e) => (e.status === "ok" ? [e.id, "ok", ...pointRow(e.point).slice(1)] : [e.id, `DAMAGED: ${e.reason}`, e.point?.vm ?? "?", "", "", "", "", ""])),
+        ),
       );
     });
 
@@ -141,10 +171,10 @@ export function registerBackup(program: Command): Command {
     .argument("<point>", "point id, unique prefix, or VM@latest")
     .option("--repo <dir>", "backup repository")
     .option("--json", "machine-readable output")
-    .action(async (ref: string, o: RepoOpt) => {
-      const repo = await Repository.open(repoDir(o));
+    .action(async (ref: string, options: RepoOpt) => {
+      const repo = await Repository.open(repoDir(options));
       const p = await repo.get(ref);
-      print(o, { ...p, disks: p.disks.map(({ s1Map: _m, ...d }) => d) }, () => {
+      print(options, { ...p, disks: p.disks.map(({ s1Map: _m, ...d }) => d) }, () => {
         const rows = p.disks.map((d) => [d.name, d.slot, d.kind, formatSize(d.size), d.kind === "vmdk" ? (d.flatPath ?? "") : `${d.lunName ?? ""} ${d.naa ?? ""}`, formatSize(d.stats.bytesRead), formatSize(d.stats.bytesReverted)]);
         return (
           `point ${p.id}: VM ${p.vm}, ${p.kind}${p.parent !== undefined ? ` on ${p.parent}` : ""}${p.reverted ? "" : ", NOT REVERTED"}\n` +
@@ -157,16 +187,17 @@ export function registerBackup(program: Command): Command {
 
   backup
     .command("verify")
-    .description("re-hash every chunk of a point and run the consistency oracle over its disks; exits 1 if either fails")
+    .description("read and re-hash every chunk of a point; with --oracle (or when the point was taken under the dependent-write workload) also run the consistency oracle; exits 1 on failure")
     .argument("<point>", "point id, unique prefix, or VM@latest")
     .option("--repo <dir>", "backup repository")
+    .option("--oracle", "run the consistency oracle even if the point does not record the dependent-write workload")
     .option("--no-oracle", "only re-hash the chunks")
     .option("--json", "machine-readable output")
-    .action(async (ref: string, o: RepoOpt & { oracle: boolean }) => {
-      const repo = await Repository.open(repoDir(o));
+    .action(async (ref: string, options: RepoOpt & { oracle?: boolean }) => {
+      const repo = await Repository.open(repoDir(options));
       const p = await repo.get(ref);
-      const v = await verifyPoint(repo, p, { oracle: o.oracle });
-      print(o, v, () => {
+      const v = await verifyPoint(repo, p, options.oracle !== undefined ? { oracle: options.oracle } : {});
+      print(options, v, () => {
         const lines = [`point ${v.point}: ${v.chunks} chunks, ${v.badChunks.length} bad`];
         for (const b of v.badChunks) lines.push(`  ${b}`);
         if (v.oracle) {
@@ -180,15 +211,40 @@ export function registerBackup(program: Command): Command {
 
   backup
     .command("prune")
-    .description("keep the newest N points of each VM, delete the rest and garbage-collect their chunks")
+    .description(`keep the newest N healthy points of each VM, delete the rest, and garbage-collect packs (packs with no live chunk are deleted, packs under ${REWRITE_BELOW * 100}% live are rewritten)`)
     .requiredOption("--keep <n>", "points to keep per VM")
     .option("--vm <name>", "only this VM's points")
     .option("--repo <dir>", "backup repository")
     .option("--json", "machine-readable output")
-    .action(async (o: RepoOpt & { keep: string; vm?: string }) => {
-      const repo = await Repository.open(repoDir(o));
-      const r = await repo.prune(Number(o.keep), o.vm);
-      print(o, r, () => `removed ${r.removedPoints.length} point(s), kept ${r.keptPoints.length}; freed ${r.freedChunks} chunks (${formatSize(r.freedBytes)})\n`);
+    .action(async (options: RepoOpt & { keep: string; vm?: string }) => {
+      const repo = await Repository.open(repoDir(options));
+      const r = await repo.prune(Number(options.keep), options.vm);
+      print(options, r, () => `removed ${r.removedPoints.length} point(s), kept ${r.keptPoints.length}; freed ${r.freedChunks} chunks; ${r.deletedPacks} pack(s) deleted, ${r.rewrittenPacks} rewritten (${formatSize(r.freedBytes)} freed)\n`);
+    });
+
+  backup
+    .command("delete")
+    .description("delete one backup point (healthy or damaged); refuses while a backup runs")
+    .argument("<point>", "point id or unique prefix (as `backup list` shows it)")
+    .option("--repo <dir>", "backup repository")
+    .option("--json", "machine-readable output")
+    .action(async (ref: string, options: RepoOpt) => {
+      const repo = await Repository.open(repoDir(options));
+      const id = await repo.deletePoint(ref);
+      print(options, { deleted: id }, () => `deleted ${id} (its chunks go at the next prune)\n`);
+    });
+
+  backup
+    .command("check")
+    .description("check the whole repository: pack trailers, index files, every live chunk's hash, every point; exits 0 when clean")
+    .option("--repo <dir>", "backup repository")
+    .option("--repair", "rebuild the index from verified copies, move chunks out of damaged packs, delete unreadable points")
+    .option("--json", "machine-readable output")
+    .action(async (options: RepoOpt & { repair?: boolean }) => {
+      const repo = await Repository.open(repoDir(options));
+      const r = await checkRepository(repo, { repair: options.repair === true });
+      print(options, r, () => formatCheck(r));
+      if (!r.clean) process.exitCode = 1;
     });
 
   backup
@@ -198,10 +254,10 @@ export function registerBackup(program: Command): Command {
     .option("--repo <dir>", "backup repository")
     .option("--unix <path>", "listen on this Unix socket (default: under the temp directory)")
     .option("--port <n>", "listen on this TCP port (127.0.0.1) instead")
-    .action(async (ref: string, o: RepoOpt & { unix?: string; port?: string }) => {
-      const repo = await Repository.open(repoDir(o));
+    .action(async (ref: string, options: RepoOpt & { unix?: string; port?: string }) => {
+      const repo = await Repository.open(repoDir(options));
       const p = await repo.get(ref);
-      const { server, uris } = await servePoint(repo, p, o);
+      const { server, uris } = await servePoint(repo, p, options);
       for (const [name, uri] of uris) process.stdout.write(`${name} ${uri}\n`);
       await new Promise<void>((resolve) => {
         process.once("SIGINT", () => resolve());
@@ -219,13 +275,13 @@ export function registerBackup(program: Command): Command {
     .option("--repo <dir>", "backup repository")
     .option("--json", "machine-readable output")
     .option("--progress <mode>", PROGRESS_HELP, "auto")
-    .action(async (ref: string, o: RepoOpt & { out: string; format: string; progress: string }) => {
-      if (!["raw", "qcow2", "vmdk"].includes(o.format)) throw new InvalidArgumentError(`--format must be raw, qcow2 or vmdk, got ${o.format}`);
-      const repo = await Repository.open(repoDir(o));
+    .action(async (ref: string, options: RepoOpt & { out: string; format: string; progress: string }) => {
+      if (!["raw", "qcow2", "vmdk"].includes(options.format)) throw new InvalidArgumentError(`--format must be raw, qcow2 or vmdk, got ${options.format}`);
+      const repo = await Repository.open(repoDir(options));
       const p = await repo.get(ref);
-      await mkdir(o.out, { recursive: true });
+      await mkdir(options.out, { recursive: true });
       // Progress: how far into each disk qemu-img has read (it reads in order and skips holes).
-      const bar = progressReporter(o);
+      const bar = progressReporter(options);
       const reached = new Map<string, number>();
       const size = (disk: string): number => p.disks.find((d) => d.name === disk)?.size ?? 0;
       const onRead = (disk: string, offset: number, length: number): void => {
@@ -238,8 +294,8 @@ export function registerBackup(program: Command): Command {
       try {
         for (const [name, uri] of uris) {
           bar.update("export", name, 0, size(name));
-          const file = join(o.out, `${name}.${o.format === "raw" ? "img" : o.format}`);
-          const r = await execa("qemu-img", ["convert", "-f", "raw", "-O", o.format, uri, file], { reject: false });
+          const file = join(options.out, `${name}.${options.format === "raw" ? "img" : options.format}`);
+          const r = await execa("qemu-img", ["convert", "-f", "raw", "-O", options.format, uri, file], { reject: false });
           if (r.failed && (r as { code?: string }).code === "ENOENT") throw new ToolMissingError("qemu-img", "qemu-utils");
           if (r.exitCode !== 0) throw new InvalidArgumentError(`qemu-img convert failed: ${String(r.stderr)}`);
           bar.update("export", name, size(name), size(name));
@@ -249,25 +305,26 @@ export function registerBackup(program: Command): Command {
         bar.end();
         await server.close();
       }
-      print(o, files, () => files.map((f) => `${f.disk} ${f.file}\n`).join(""));
+      print(options, files, () => files.map((f) => `${f.disk} ${f.file}\n`).join(""));
     });
   return backup;
 }
 
-async function servePoint(repo: Repository, p: BackupPoint, o: { unix?: string; port?: string }, onRead?: (disk: string, offset: number, length: number) => void): Promise<{ server: NbdServer; uris: Map<string, string> }> {
+async function servePoint(repo: Repository, p: BackupPoint, options: { unix?: string; port?: string }, onRead?: (disk: string, offset: number, length: number) => void): Promise<{ server: NbdServer; uris: Map<string, string> }> {
   const disks = new Map<string, RepositoryBackend>();
+  const log = createLogger("backup-serve");
   for (const d of p.disks) {
-    const backend = new RepositoryBackend(await repo.openImage(p, d.name), `${p.id} ${d.name} (${d.kind})`);
+    const backend = new RepositoryBackend(await repo.openImage(p, d.name), `${p.id} ${d.name} (${d.kind})`, log);
     disks.set(d.name, onRead ? observeReads(backend, (offset, length) => onRead(d.name, offset, length)) : backend);
   }
-  const server = new NbdServer({ provider: new PointExportProvider(disks), log: createLogger("backup-serve") });
+  const server = new NbdServer({ provider: new PointExportProvider(disks), log });
   const uris = new Map<string, string>();
-  if (o.port !== undefined) {
-    const a = await server.listen({ host: "127.0.0.1", port: Number(o.port) });
+  if (options.port !== undefined) {
+    const a = await server.listen({ host: "127.0.0.1", port: Number(options.port) });
     if (!("port" in a)) throw new Error("unreachable");
     for (const name of disks.keys()) uris.set(name, formatNbdUri({ tls: false, transport: { kind: "tcp", host: a.host, port: a.port }, exportName: name }));
   } else {
-    const path = o.unix ?? join(tmpdir(), `sanbox-backup-${process.pid}-${Date.now()}.sock`);
+    const path = options.unix ?? join(tmpdir(), `sanbox-backup-${process.pid}-${Date.now()}.sock`);
     await server.listen({ unix: path });
     for (const name of disks.keys()) uris.set(name, formatNbdUri({ tls: false, transport: { kind: "unix", path }, exportName: name }));
   }
@@ -285,23 +342,23 @@ export function registerRestore(program: Command): Command {
     .option("--array <endpoint>", "array control endpoint for --to lun:NAME")
     .option("--json", "machine-readable output")
     .option("--progress <mode>", PROGRESS_HELP, "auto")
-    .action(async (ref: string, o: RepoOpt & { to: string; disk?: string; array?: string; progress: string }) => {
-      const repo = await Repository.open(repoDir(o));
+    .action(async (ref: string, options: RepoOpt & { to: string; disk?: string; array?: string; progress: string }) => {
+      const repo = await Repository.open(repoDir(options));
       const p = await repo.get(ref);
-      let disk = o.disk;
+      let disk = options.disk;
       if (disk === undefined) {
         if (p.disks.length !== 1) throw new InvalidArgumentError(`point ${p.id} has ${p.disks.length} disks; pick one with --disk (${p.disks.map((d) => d.name).join(", ")})`);
         disk = p.disks[0]?.name ?? "";
       }
       const image = await repo.openImage(p, disk);
-      const target = parseRestoreTarget(o.to);
-      const array = target.kind === "lun" ? GrpcArrayDriver.connect({ endpoint: o.array ?? defaultArrayEndpoint(), ...token() }) : undefined;
-      const bar = progressReporter(o);
+      const target = parseRestoreTarget(options.to);
+      const array = target.kind === "lun" ? GrpcArrayDriver.connect({ endpoint: options.array ?? defaultArrayEndpoint(), ...token() }) : undefined;
+      const bar = progressReporter(options);
       try {
         const onProgress = (done: number, total: number): void => bar.update("restore", disk, done, total);
         const r = await restoreImage(image, target, { onProgress, ...(array ? { array } : {}) });
         bar.end();
-        print(o, { point: p.id, disk, ...r }, () => `restored ${p.id} ${disk} (${formatSize(r.size)}, ${formatSize(r.bytesWritten)} of data) to ${r.target}\n`);
+        print(options, { point: p.id, disk, ...r }, () => `restored ${p.id} ${disk} (${formatSize(r.size)}, ${formatSize(r.bytesWritten)} of data) to ${r.target}\n`);
       } finally {
         bar.end();
         array?.close();

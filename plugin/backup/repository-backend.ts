@@ -3,8 +3,15 @@
  * from the repository (`backup serve`), one export per disk named by the disk
  * ("vm1", "vm1_1", …). `base:allocation` reports zero chunks as holes, so
  * `qemu-img`, `nbdcopy` and `nbdfuse` read a backup sparsely without a restore.
+ *
+ * Every read is verified (image-reader.ts): a chunk that fails its hash fails
+ * that request with CorruptError, whose errno is EIO, so the NBD server
+ * answers that one command with EIO (server-commands.ts maps `errno`) and the
+ * connection and all other ranges keep working; the failure is logged here.
+ * Block status walks only the map entries inside the request.
  */
-import { NotFoundError, ReadOnlyError, UnsupportedError } from "../../src/errors.js";
+import { NotFoundError, ReadOnlyError, SanboxError, UnsupportedError, errorMessage } from "../../src/errors.js";
+import type { Logger } from "../../src/log.js";
 import type { ExportListing, ExportProvider, NbdBackend, StatusExtent } from "../../src/nbd/backend.js";
 import { NBD_META_BASE_ALLOCATION, NBD_STATE_HOLE, NBD_STATE_ZERO } from "../../src/nbd/constants.js";
 import type { ImageReader } from "./repository/image-reader.js";
@@ -22,6 +29,7 @@ export class RepositoryBackend implements NbdBackend {
   constructor(
     private readonly image: ImageReader,
     readonly description: string,
+    private readonly log?: Logger,
   ) {}
 
   get size(): number {
@@ -30,8 +38,13 @@ export class RepositoryBackend implements NbdBackend {
   metaContexts(): readonly string[] {
     return [NBD_META_BASE_ALLOCATION];
   }
-  read(offset: number, length: number): Promise<Buffer> {
-    return this.image.read(offset, length);
+  async read(offset: number, length: number): Promise<Buffer> {
+    try {
+      return await this.image.read(offset, length);
+    } catch (e: unknown) {
+      if (e instanceof SanboxError && e.code === "CORRUPT") this.log?.error(`read [${offset}, +${length}) failed with EIO: ${errorMessage(e)}`);
+      throw e;
+    }
   }
   async write(): Promise<void> {
     throw new ReadOnlyError("a backup point is read-only");
@@ -46,18 +59,18 @@ export class RepositoryBackend implements NbdBackend {
   async cache(): Promise<void> {}
   async blockStatus(context: string, offset: number, length: number): Promise<StatusExtent[]> {
     if (context !== NBD_META_BASE_ALLOCATION) throw new UnsupportedError(`context ${context} not served`);
-    const cs = this.image.index.chunkSize;
     const out: StatusExtent[] = [];
     const stop = Math.min(this.size, offset + length);
-    for (let pos = offset; pos < stop; ) {
-      const i = Math.floor(pos / cs);
-      const next = Math.min(stop, (i + 1) * cs);
-      const flag = this.image.index.chunks[i] === null ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0;
-      const last = out[out.length - 1];
-      if (last && last.flag === flag) out[out.length - 1] = { offset: last.offset, length: last.length + next - pos, flag };
-      else out.push({ offset: pos, length: next - pos, flag });
-      pos = next;
+    let pos = offset;
+    const hole = (to: number): void => {
+      if (to > pos) out.push({ offset: pos, length: to - pos, flag: NBD_STATE_HOLE | NBD_STATE_ZERO });
+    };
+    for (const e of this.image.allocatedIn(offset, stop - offset)) {
+      hole(e.offset);
+      out.push({ offset: e.offset, length: e.length, flag: 0 });
+      pos = e.offset + e.length;
     }
+    hole(stop);
     return out;
   }
 }

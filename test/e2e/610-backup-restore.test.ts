@@ -118,10 +118,10 @@ describe("backup points: list, show, verify, restore, serve, export, prune", () 
   });
 
   it("prune keeps the newest point, collects unreferenced chunks, and the kept point still verifies", async () => {
-    const before = await (await Repository.open(repoDir)).chunks.list();
+    const before = (await Repository.open(repoDir)).chunks.list();
     const r = obj(JSON.parse(await cli(["backup", "prune", "--keep", "1", "--repo", repoDir, "--json"])));
     expect(r["removedPoints"]).toEqual([points[0]]);
-    const after = await (await Repository.open(repoDir)).chunks.list();
+    const after = (await Repository.open(repoDir)).chunks.list();
     expect(after.length).toBe(before.length - Number(r["freedChunks"]));
     expect(await cli(["backup", "verify", points[1] ?? "", "--repo", repoDir])).toContain("oracle: consistent");
   });

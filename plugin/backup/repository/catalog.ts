@@ -1,26 +1,20 @@
 /**
- * The repository's catalog records: a backup point (`points/<id>/point.json`)
- * and its per-disk chunk indexes (`points/<id>/<disk>.index.json`). Everything
- * read back from disk is `unknown` until it passes the narrowing parsers here,
- * so a damaged file is a CorruptError naming the file, never a crash later.
+ * The repository's catalog record: a backup point (`points/<id>/point.json`,
+ * format version 2; its disks' maps are `points/<id>/<disk>.map`, disk-map.ts).
+ * Everything read back from disk is `unknown` until it passes the narrowing
+ * parsers here, so a damaged file is a CorruptError naming the file, never a
+ * crash later.
  *
- *   point.json         { version, id, vm, createdAt, kind, parent, t1, t2, ..., disks[], base }
- *   vm1.index.json     { version, size, chunkSize, chunks: [hash | null, ...] }
+ *   point.json   { version: 2, id, vm, createdAt, kind, parent?, t1, t2, quiesceWindowMs,
+ *                  reverted, workload?, datastoreLunId, vmDir, base, durationsMs, disks[] }
  *
- * Every point is a full synthetic image: its indexes list every chunk of every
- * disk; chunks shared with earlier points are simply referenced again.
+ * Every point is a full synthetic image: its maps list every stored chunk of
+ * every disk; chunks shared with earlier points are simply referenced again.
  */
 import type { FileExtent } from "../../../src/datastore/format.js";
 import { CorruptError } from "../../../src/errors.js";
 
-export const CATALOG_VERSION = 1;
-
-export interface DiskIndex {
-  size: number;
-  chunkSize: number;
-  /** One entry per chunk of the image; null = all zeros (not stored). */
-  chunks: (string | null)[];
-}
+export const CATALOG_VERSION = 2;
 
 export interface DiskStats {
   /** Bytes read from the array for this disk (step 3 or 5 plus the revert). */
@@ -68,6 +62,8 @@ export interface BackupPoint {
   quiesceWindowMs: number;
   /** False only for test runs with --no-revert: such a point is NOT time-consistent. */
   reverted: boolean;
+  /** The workload the hypervisor reported running in the VM at discovery ("dependent": the oracle applies). */
+  workload?: string;
   datastoreLunId: string;
   vmDir: string;
   /** S1, kept on the array as the base of the next incremental. */
@@ -101,19 +97,6 @@ function arr(o: Obj, k: string, what: string): unknown[] {
   return v;
 }
 
-export function parseDiskIndex(v: unknown, what: string): DiskIndex {
-  const o = obj(v, what);
-  const chunks = arr(o, "chunks", what).map((c) => {
-    if (c === null) return null;
-    if (typeof c !== "string" || !/^[0-9a-f]{64}$/.test(c)) throw new CorruptError(`${what}: invalid chunk entry ${JSON.stringify(c)}`);
-    return c;
-  });
-  const size = num(o, "size", what);
-  const chunkSize = num(o, "chunkSize", what);
-  if (chunks.length !== Math.ceil(size / chunkSize)) throw new CorruptError(`${what}: ${chunks.length} chunks for ${size} bytes`);
-  return { size, chunkSize, chunks };
-}
-
 function parseMap(v: unknown, what: string): FileExtent[] {
   if (!Array.isArray(v)) throw new CorruptError(`${what}: s1Map must be an array`);
   return v.map((x) => {
@@ -144,7 +127,8 @@ function parseDisk(v: unknown, what: string): PointDisk {
 
 export function parsePoint(v: unknown, what: string): BackupPoint {
   const o = obj(v, what);
-  if (num(o, "version", what) !== CATALOG_VERSION) throw new CorruptError(`${what}: unsupported catalog version`);
+  const version = num(o, "version", what);
+  if (version !== CATALOG_VERSION) throw new CorruptError(`${what}: point format version ${version}, expected ${CATALOG_VERSION}`);
   const kind = str(o, "kind", what);
   if (kind !== "full" && kind !== "incremental") throw new CorruptError(`${what}: unknown point kind "${kind}"`);
   const b = obj(o["base"], `${what} base`);
@@ -177,5 +161,7 @@ export function parsePoint(v: unknown, what: string): BackupPoint {
   };
   const parent = optStr(o, "parent", what);
   if (parent !== undefined) p.parent = parent;
+  const workload = optStr(o, "workload", what);
+  if (workload !== undefined) p.workload = workload;
   return p;
 }

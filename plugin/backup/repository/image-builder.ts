@@ -1,24 +1,28 @@
 /**
  * Builds one disk image of a new backup point on top of the previous point's
- * index: incremental forever. The image starts as the base (its chunk list,
- * nothing read) and takes writes, zeroing and resizes; a chunk is loaded from
- * the store only when a write touches part of it, and a chunk written whole is
- * never loaded. `finish()` hashes and stores the touched chunks and returns the
- * new index: untouched chunks keep their hashes, so they are shared.
+ * disk map: incremental forever. The image starts as the base map (nothing
+ * read) and takes writes, zeroing and resizes; a chunk is loaded from the
+ * store (verified: a bad base chunk fails the write with CorruptError) only
+ * when a write touches part of it, and a chunk written whole is never loaded.
+ * `finish()` stores the touched chunks and returns the new map: untouched
+ * chunks keep their hashes, so they are shared.
  *
- *   base index   [h0][h1][h2][--][h4]          (-- = zero chunk)
+ *   base map     {0:h0, 1:h1, 2:h2, 4:h4}      (3 = zero chunk, not listed)
  *   writes              ████     ██
- *   new index    [h0][h1'][h2][h3'][h4]        only h1', h3' stored
+ *   new map      {0:h0, 1:h1', 2:h2, 3:h3', 4:h4}   only h1', h3' stored
  *
- * Touched chunks are held in memory, at most `maxDirty` of them; beyond that the
- * oldest is stored early (a later write to it reloads it by hash). The invariant
- * "bytes past `size` in the last chunk are zero" keeps a grow reading zeros.
- * Operations run one at a time in call order (an internal queue), so callers may
- * issue them concurrently.
+ * Cost is O(base entries + chunks touched), never O(disk size): changes sit in
+ * an overlay (chunk number → hash or null) over the immutable base, and a
+ * shrink only lowers `floor`, below which base entries stay valid. Touched
+ * chunks are held in memory, at most `maxDirty`; beyond that the oldest are
+ * stored early (a later write reloads them by hash). Bytes past `size` in the
+ * last chunk are kept zero, so a grow reads zeros. Operations run one at a
+ * time in call order (an internal queue), so callers may issue them
+ * concurrently.
  */
 import { InvalidArgumentError } from "../../../src/errors.js";
-import type { DiskIndex } from "./catalog.js";
 import type { ChunkStore } from "./chunk-store.js";
+import { DiskMap } from "./disk-map.js";
 
 /** Where a copy writes: the repository image, a raw file, an NBD export. */
 export interface ImageSink {
@@ -30,9 +34,16 @@ export interface ImageSink {
   resize(size: number): Promise<void>;
 }
 
+/** Chunks handed to the store per putMany call. */
+const BATCH = 64;
+
 export class ImageBuilder implements ImageSink {
-  private chunks: (string | null)[];
+  private readonly base: DiskMap;
+  /** Chunk number → hash (null = zero) for every chunk changed since the base. */
+  private readonly overlay = new Map<number, string | null>();
   private readonly dirty = new Map<number, Buffer>();
+  /** Base entries at or past this chunk number were dropped by a shrink. */
+  private floor: number;
   private bytes: number;
   private queue: Promise<unknown> = Promise.resolve();
   /** Bytes written or zeroed through this builder. */
@@ -40,12 +51,13 @@ export class ImageBuilder implements ImageSink {
 
   constructor(
     private readonly store: ChunkStore,
-    base: DiskIndex | undefined,
+    base: DiskMap | undefined,
     private readonly maxDirty = 64,
   ) {
-    if (base !== undefined && base.chunkSize !== store.chunkSize) throw new InvalidArgumentError(`base index chunk size ${base.chunkSize} differs from the repository's ${store.chunkSize}`);
-    this.chunks = base ? [...base.chunks] : [];
-    this.bytes = base ? base.size : 0;
+    if (base !== undefined && base.chunkSize !== store.chunkSize) throw new InvalidArgumentError(`base map chunk size ${base.chunkSize} differs from the repository's ${store.chunkSize}`);
+    this.base = base ?? DiskMap.empty(store.chunkSize);
+    this.bytes = this.base.size;
+    this.floor = this.base.chunkCount;
   }
 
   get size(): number {
@@ -83,31 +95,54 @@ export class ImageBuilder implements ImageSink {
       if (!Number.isSafeInteger(size) || size < 0) throw new InvalidArgumentError(`invalid image size ${size}`);
       const n = Math.ceil(size / this.cs);
       if (size < this.bytes) {
-        for (let i = n; i < this.chunks.length; i++) this.dirty.delete(i);
-        this.chunks.length = n;
+        for (const i of [...this.dirty.keys()]) if (i >= n) this.dirty.delete(i);
+        for (const i of [...this.overlay.keys()]) if (i >= n) this.overlay.delete(i);
+        this.floor = Math.min(this.floor, n);
         const tail = size % this.cs;
-        if (tail !== 0) {
-          const buf = await this.load(n - 1);
-          buf.fill(0, tail);
-        }
-      } else {
-        while (this.chunks.length < n) this.chunks.push(null);
+        this.bytes = size;
+        if (tail !== 0) (await this.load(n - 1)).fill(0, tail);
       }
       this.bytes = size;
     });
   }
 
-  /** Stores every touched chunk and returns the image's index. The builder is spent afterwards. */
-  finish(): Promise<DiskIndex> {
+  /** Stores every touched chunk and returns the image's map. The builder is spent afterwards. */
+  finish(): Promise<DiskMap> {
     return this.serial(async () => {
-      // Chunks are independent: store them several at a time (each store is a write + fsync + rename).
       const pending = [...this.dirty.keys()];
-      const worker = async (): Promise<void> => {
-        for (let i = pending.shift(); i !== undefined; i = pending.shift()) await this.evict(i);
-      };
-      await Promise.all(Array.from({ length: Math.min(8, pending.length) }, worker));
-      return { size: this.bytes, chunkSize: this.cs, chunks: [...this.chunks] };
+      for (let at = 0; at < pending.length; at += BATCH) await this.evict(pending.slice(at, at + BATCH));
+      return this.merged();
     });
+  }
+
+  /** Base entries below the floor and not overridden, plus the overlay's non-zero entries: one sorted merge. */
+  private merged(): DiskMap {
+    const limit = Math.ceil(this.bytes / this.cs);
+    const over = [...this.overlay.entries()].filter(([i, h]) => h !== null && i < limit).sort((a, b) => a[0] - b[0]) as [number, string][];
+    const stop = Math.min(this.floor, limit);
+    const numbers: number[] = [];
+    const parts: Buffer[] = [];
+    let o = 0;
+    const pushOver = (): void => {
+      const [i, h] = over[o++] as [number, string];
+      numbers.push(i);
+      parts.push(Buffer.from(h, "hex"));
+    };
+    for (let k = 0; k < this.base.count; k++) {
+      const n = this.base.numberAt(k);
+      if (n >= stop) break;
+      while (o < over.length && (over[o] as [number, string])[0] < n) pushOver();
+      if (this.overlay.has(n)) continue;
+      numbers.push(n);
+      parts.push(this.base.hashes.subarray(k * 32, k * 32 + 32));
+    }
+    while (o < over.length) pushOver();
+    return new DiskMap(this.bytes, this.cs, Float64Array.from(numbers), Buffer.concat(parts));
+  }
+
+  private hashOf(i: number): string | null {
+    if (this.overlay.has(i)) return this.overlay.get(i) ?? null;
+    return i < this.floor ? this.base.hashOf(i) : null;
   }
 
   private check(offset: number, length: number): void {
@@ -117,16 +152,17 @@ export class ImageBuilder implements ImageSink {
   }
 
   private async apply(offset: number, length: number, fn: (buf: Buffer, at: number, from: number, len: number) => void, zeroing = false): Promise<void> {
+    const lastChunk = Math.ceil(this.bytes / this.cs) - 1;
     let pos = offset;
     while (pos < offset + length) {
       const i = Math.floor(pos / this.cs);
       const at = pos - i * this.cs;
       const len = Math.min(this.cs - at, offset + length - pos);
-      const whole = at === 0 && (len === this.cs || (i * this.cs + len >= this.bytes && i === this.chunks.length - 1));
+      const whole = at === 0 && (len === this.cs || (i * this.cs + len >= this.bytes && i === lastChunk));
       if (zeroing && whole) {
         this.dirty.delete(i);
-        this.chunks[i] = null;
-      } else if (zeroing && this.chunks[i] === null && !this.dirty.has(i)) {
+        this.overlay.set(i, null);
+      } else if (zeroing && this.hashOf(i) === null && !this.dirty.has(i)) {
         // Already zero.
       } else {
         const buf = whole && !this.dirty.has(i) ? await this.fresh(i) : await this.load(i);
@@ -147,23 +183,31 @@ export class ImageBuilder implements ImageSink {
     const have = this.dirty.get(i);
     if (have) return have;
     await this.makeRoom();
-    const buf = Buffer.from(await this.store.get(this.chunks[i] ?? null));
+    const hash = this.hashOf(i);
+    const where = `${this.base.label} bytes [${i * this.cs}, ${(i + 1) * this.cs}) (base of a new image)`;
+    const buf = Buffer.from(await this.store.get(hash, where));
     this.dirty.set(i, buf);
     return buf;
   }
 
   private async makeRoom(): Promise<void> {
-    while (this.dirty.size >= this.maxDirty) {
-      const oldest = this.dirty.keys().next().value;
-      if (oldest === undefined) return;
-      await this.evict(oldest);
-    }
+    if (this.dirty.size < this.maxDirty) return;
+    // Store the oldest quarter in one batch, so the store can prepare them in parallel.
+    const n = Math.max(1, this.dirty.size - this.maxDirty + 1, this.maxDirty >> 2);
+    await this.evict([...this.dirty.keys()].slice(0, n));
   }
 
-  private async evict(i: number): Promise<void> {
-    const buf = this.dirty.get(i);
-    if (!buf) return;
-    this.dirty.delete(i);
-    this.chunks[i] = await this.store.put(buf);
+  private async evict(ids: readonly number[]): Promise<void> {
+    const bufs: Buffer[] = [];
+    const keep: number[] = [];
+    for (const i of ids) {
+      const b = this.dirty.get(i);
+      if (b === undefined) continue;
+      this.dirty.delete(i);
+      bufs.push(b);
+      keep.push(i);
+    }
+    const hashes = await this.store.putMany(bufs);
+    keep.forEach((i, k) => this.overlay.set(i, hashes[k] ?? null));
   }
 }

@@ -1,24 +1,30 @@
 /**
  * A committed disk image read back from the repository: positional reads over
- * its chunk index (an oracle ImageSource, a restore source, and the data behind
- * `backup serve`), and the allocation map (null chunks are holes).
+ * its disk map (an oracle ImageSource, a restore source, and the data behind
+ * `backup serve`), and its allocation (chunks not in the map are holes).
+ *
+ * Every chunk read is verified by the store; a bad one fails the read with
+ * CorruptError naming the point and disk (the map's label), the byte range of
+ * the chunk, and the chunk (hash, pack, offset). A read costs O(log entries +
+ * chunks in the range); allocation queries cost O(log entries + entries in
+ * the range), never O(disk size).
  */
 import { InvalidArgumentError } from "../../../src/errors.js";
 import type { Extent } from "../../../src/extents/index.js";
-import type { DiskIndex } from "./catalog.js";
 import type { ChunkStore } from "./chunk-store.js";
+import type { DiskMap } from "./disk-map.js";
 
 export class ImageReader {
   private readonly cache = new Map<number, Promise<Buffer>>();
 
   constructor(
     private readonly store: ChunkStore,
-    readonly index: DiskIndex,
+    readonly map: DiskMap,
     private readonly cacheChunks = 8,
   ) {}
 
   get size(): number {
-    return this.index.size;
+    return this.map.size;
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -26,38 +32,34 @@ export class ImageReader {
       throw new InvalidArgumentError(`read [${offset}, +${length}) is outside the image (${this.size} bytes)`);
     }
     const out = Buffer.alloc(length);
-    const cs = this.index.chunkSize;
-    let pos = offset;
-    while (pos < offset + length) {
-      const i = Math.floor(pos / cs);
-      const at = pos - i * cs;
-      const len = Math.min(cs - at, offset + length - pos);
-      const hash = this.index.chunks[i] ?? null;
-      if (hash !== null) (await this.chunk(i, hash)).copy(out, pos - offset, at, at + len);
-      pos += len;
+    for (const e of this.map.allocatedIn(offset, length)) {
+      const cs = this.map.chunkSize;
+      for (let pos = e.offset; pos < e.offset + e.length; ) {
+        const i = Math.floor(pos / cs);
+        const at = pos - i * cs;
+        const len = Math.min(cs - at, e.offset + e.length - pos);
+        const hash = this.map.hashOf(i);
+        if (hash !== null) (await this.chunk(i, hash)).copy(out, pos - offset, at, at + len);
+        pos += len;
+      }
     }
     return out;
   }
 
   /** Ranges that hold stored (non-zero) chunks, clipped to the size, adjacent chunks merged. */
   allocated(): Extent[] {
-    const cs = this.index.chunkSize;
-    const out: Extent[] = [];
-    this.index.chunks.forEach((h, i) => {
-      if (h === null) return;
-      const off = i * cs;
-      const len = Math.min(cs, this.size - off);
-      const last = out[out.length - 1];
-      if (last && last.offset + last.length === off) out[out.length - 1] = { offset: last.offset, length: last.length + len };
-      else out.push({ offset: off, length: len });
-    });
-    return out;
+    return this.map.allocated();
+  }
+
+  allocatedIn(offset: number, length: number): Extent[] {
+    return this.map.allocatedIn(offset, length);
   }
 
   private chunk(i: number, hash: string): Promise<Buffer> {
     const hit = this.cache.get(i);
     if (hit) return hit;
-    const p = this.store.get(hash);
+    const cs = this.map.chunkSize;
+    const p = this.store.get(hash, `${this.map.label} bytes [${i * cs}, ${Math.min((i + 1) * cs, this.size)})`);
     this.cache.set(i, p);
     if (this.cache.size > this.cacheChunks) {
       const oldest = this.cache.keys().next().value;

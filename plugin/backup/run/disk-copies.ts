@@ -20,7 +20,8 @@ import { normalize, totalLength, type Extent } from "../../../src/extents/index.
 import { collect } from "../../../src/rpc/client.js";
 import type { TypedExtent } from "../array-driver.js";
 import { copyExtents, type CopyStats } from "../copy-extents.js";
-import type { DiskIndex, PointDisk } from "../repository/catalog.js";
+import type { PointDisk } from "../repository/catalog.js";
+import type { DiskMap } from "../repository/disk-map.js";
 import { planRevert, type FileState } from "../revert-plan.js";
 import type { Discovery } from "./layout.js";
 import { previousDisk, previousSnapshot } from "./previous-point.js";
@@ -58,7 +59,7 @@ export async function backupRdms(run: RunState, found: Discovery, atT1: AtT1): P
     const snap = member(atT1.s1, lun.id);
     const reader = await openHeldReader(run, await openSnapshotExport(run, snap.id));
     const prevSnap = previousSnapshot(parent, lun.id);
-    let base: DiskIndex | undefined;
+    let base: DiskMap | undefined;
     let extents: TypedExtent[] | undefined;
     if (parent !== undefined && previousDisk(parent, d) !== undefined && prevSnap !== undefined) {
       try {

@@ -15,7 +15,7 @@
  */
 import { SanboxError, errorMessage } from "../../../src/errors.js";
 import type { SnapshotSet } from "../array-driver.js";
-import type { BackupPoint, PointDisk, SnapshotRef } from "../repository/catalog.js";
+import { CATALOG_VERSION, type BackupPoint, type PointDisk, type SnapshotRef } from "../repository/catalog.js";
 import type { RdmCopies, VmdkImage } from "./disk-copies.js";
 import type { Discovery } from "./layout.js";
 import { previousDisk } from "./previous-point.js";
@@ -37,7 +37,7 @@ export async function finishPoint(run: RunState, found: Discovery, atT1: AtT1, a
   const isIncremental = parent !== undefined && disks.some((d) => previousDisk(parent, d) !== undefined);
   const s1 = atT1.s1;
   const record: BackupPoint = {
-    version: 1,
+    version: CATALOG_VERSION,
     id: atT1.point.id,
     vm: run.vm,
     createdAt: new Date().toISOString(),
@@ -55,6 +55,7 @@ export async function finishPoint(run: RunState, found: Discovery, atT1: AtT1, a
     disks,
   };
   if (isIncremental) record.parent = parent.id;
+  if (found.workload !== undefined) record.workload = found.workload;
   return record;
 }
 

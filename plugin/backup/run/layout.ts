@@ -14,7 +14,7 @@
  *    this run's incremental until this run commits.
  */
 import type { Decoded } from "../../../src/rpc/service.js";
-import type { hv1 } from "../../../src/rpc/hypervisor-proto.js";
+import { hv1 } from "../../../src/rpc/hypervisor-proto.js";
 import type { LunInfo } from "../array-driver.js";
 import { layoutFromInventory, type VmLayout } from "../vm-layout.js";
 import { findPreviousPoint, type PreviousPoint } from "./previous-point.js";
@@ -35,6 +35,8 @@ export interface Discovery {
   readonly previous: PreviousPoint;
   /** Names of snapshots of earlier runs deleted here. */
   readonly deleted: string[];
+  /** The workload the hypervisor reports running in the VM ("dependent"), recorded in the point. */
+  readonly workload?: string;
 }
 
 /** The inventory's disks and the array LUN behind each RDM. */
@@ -64,5 +66,8 @@ export async function discover(run: RunState): Promise<Discovery> {
   const previous = await findPreviousPoint(run.repo, run.vm, run.full, run.log);
   const keep = previous.latest ? [previous.latest.base.groupSnapshotId, previous.latest.base.name] : [];
   const deleted = await deleteLeakedSnapshots(run.array, snapshotPrefix(run.repo.id, run.vm), s1LunIds(dsLun, expected.rdmLuns), keep, run.log);
-  return { dsLun, expected, previous, deleted };
+  // The oracle applies to a point only if the VM ran the dependent-write workload when it was taken.
+  const w = inventory.workload;
+  const workload = w !== undefined && w !== null && w.workload !== "" && w.state === hv1.WorkloadState.RUNNING ? w.workload : undefined;
+  return { dsLun, expected, previous, deleted, ...(workload !== undefined ? { workload } : {}) };
 }

@@ -13,6 +13,9 @@
  *    and kind, and for a VMDK the same flat file with its S1 extent map
  *    recorded (what the incremental diffs against), for an RDM the same LUN by
  *    NAA id. A disk renamed onto another file or LUN starts from empty.
+ *  - A damaged latest point (its maps unreadable, or chunks with no good copy)
+ *    is no parent either: its base is kept, but the run reads in full, which
+ *    also stores good copies of the damaged chunks (healing).
  */
 import type { Logger } from "../../../src/log.js";
 import type { BackupPoint, PointDisk, SnapshotRef } from "../repository/catalog.js";
@@ -27,8 +30,19 @@ export interface PreviousPoint {
 }
 
 /** The previous point of `vm` in `repo`; `full` ignores it (and so lets its base go as a leak). */
-export async function findPreviousPoint(repo: Pick<Repository, "latest">, vm: string, full: boolean, log: Logger): Promise<PreviousPoint> {
-  const latest = full ? undefined : await repo.latest(vm);
+export async function findPreviousPoint(repo: Pick<Repository, "latest"> & Partial<Pick<Repository, "newestRecord">>, vm: string, full: boolean, log: Logger): Promise<PreviousPoint> {
+  if (full) return { latest: undefined, parent: undefined };
+  let latest: BackupPoint | undefined;
+  let damage: string | undefined;
+  if (repo.newestRecord !== undefined) {
+    const r = await repo.newestRecord(vm);
+    latest = r?.point;
+    damage = r?.damage;
+  } else latest = await repo.latest(vm);
+  if (latest !== undefined && damage !== undefined) {
+    log.warn(`the latest point ${latest.id} is damaged (${damage}); taking a full backup`);
+    return { latest, parent: undefined };
+  }
   const parent = latest?.reverted === true ? latest : undefined;
   if (latest !== undefined && parent === undefined) log.warn(`the latest point ${latest.id} was taken without the revert; taking a full backup`);
   return { latest, parent };

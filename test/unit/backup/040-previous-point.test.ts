@@ -15,7 +15,7 @@ const rdm: PointDisk = { name: "vm1_1", slot: "scsi0:1", kind: "rdm", size: 6553
 
 function point(id: string, reverted: boolean, disks: PointDisk[] = [vmdk, rdm]): BackupPoint {
   return {
-    version: 1,
+    version: 2,
     id,
     vm: "vm1",
     createdAt: "2026-01-01T00:00:00.000Z",

@@ -29,7 +29,7 @@ const RDM: LunInfo = { id: "lun-rdm", name: "rdm1", naa: "naa.600b", size: 1 << 
 
 function record(id: string, base: SnapshotSet): BackupPoint {
   return {
-    version: 1,
+    version: 2,
     id,
     vm: "vm1",
     createdAt: new Date().toISOString(),
