@@ -76,8 +76,11 @@ export async function bestOf(n: number, f: () => Promise<number>): Promise<numbe
   return best;
 }
 
+const started = performance.now();
+
+/** A progress line on stderr, with the seconds since the bench started. */
 export function progress(msg: string): void {
-  process.stderr.write(`bench: ${msg}\n`);
+  process.stderr.write(`bench: [${((performance.now() - started) / 1000).toFixed(1)} s] ${msg}\n`);
 }
 
 export function argValue(argv: string[], name: string): string | undefined {
