@@ -167,7 +167,7 @@ describe("backup repository", () => {
       });
       child.kill("SIGKILL");
       await child;
-      expect(readdirSync(join(tmp.dir, "tmp"))).toEqual(["vm1-b"]);
+      expect(readdirSync(join(tmp.dir, "tmp")).sort()).toEqual(["vm1-b", "vm1-b.owner"]);
       const again = await Repository.open(tmp.dir);
       expect((await again.list()).map((p) => p.id)).toEqual(["vm1-a"]);
       expect(await again.cleanup()).toEqual(["vm1-b"]);
