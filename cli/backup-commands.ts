@@ -3,13 +3,20 @@
  *
  *   sanbox backup run VM --repo DIR [--hypervisor EP] [--array EP] [--json]
  *   sanbox backup list|show|verify|prune|serve|export|delete|check …
- *   sanbox restore POINT [--disk NAME] --to FILE|NBD-URI|lun:NAME --repo DIR
+ *   sanbox restore POINT [--disk NAME] --to FILE|NBD-URI|lun:NAME --repo DIR [--force]
  *
  * The repository is --repo, else $SANBOX_REPO. The array is --array, else
  * $SANBOX_ENDPOINT, else the local daemon; the hypervisor is --hypervisor, else
  * $SANBOX_HYPERVISOR_ENDPOINT, else the local one; $SANBOX_TOKEN is the bearer
  * token for both. Results go to stdout (a table, or JSON with --json); logs and
  * progress bars go to stderr. POINT is a point id, a unique prefix, or VM@latest.
+ *
+ * The commands that move data (backup run, restore, backup export) run under
+ * `interruptible` (run.ts): SIGINT/SIGTERM stop them through an AbortSignal,
+ * they clean up, and exit 130/143. `backup run` calls the array and the
+ * hypervisor before it creates the repository, so a daemon that is not
+ * running costs one line and leaves nothing behind. `backup serve` and
+ * `backup export` hold their point (Repository.holdPoint) while they read it.
  */
 import { existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
