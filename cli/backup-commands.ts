@@ -3,16 +3,23 @@
  *
  *   sanbox backup run VM --repo DIR [--hypervisor EP] [--array EP] [--json]
  *   sanbox backup list|show|verify|prune|serve|export|delete|check …
- *   sanbox restore POINT [--disk NAME] --to FILE|NBD-URI|lun:NAME --repo DIR
+ *   sanbox restore POINT [--disk NAME] --to FILE|NBD-URI|lun:NAME --repo DIR [--force]
  *
  * The repository is --repo, else $SANBOX_REPO. The array is --array, else
  * $SANBOX_ENDPOINT, else the local daemon; the hypervisor is --hypervisor, else
  * $SANBOX_HYPERVISOR_ENDPOINT, else the local one; $SANBOX_TOKEN is the bearer
  * token for both. Results go to stdout (a table, or JSON with --json); logs and
  * progress bars go to stderr. POINT is a point id, a unique prefix, or VM@latest.
+ *
+ * The commands that move data (backup run, restore, backup export) run under
+ * `interruptible` (run.ts): SIGINT/SIGTERM stop them through an AbortSignal,
+ * they clean up, and exit 130/143. `backup run` calls the array and the
+ * hypervisor before it creates the repository, so a daemon that is not
+ * running costs one line and leaves nothing behind. `backup serve` and
+ * `backup export` hold their point (Repository.holdPoint) while they read it.
  */
 import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
@@ -27,7 +34,7 @@ import { REWRITE_BELOW } from "../plugin/backup/repository/pack-gc.js";
 import { DEFAULT_CHUNK_SIZE, Repository, type PointEntry } from "../plugin/backup/repository/repository.js";
 import { parseRestoreTarget, restoreImage } from "../plugin/backup/restore.js";
 import { verifyPoint } from "../plugin/backup/verify-point.js";
-import { CorruptError, InvalidArgumentError, ToolMissingError, errorMessage } from "../src/errors.js";
+import { CorruptError, InvalidArgumentError, ToolMissingError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { observeReads } from "../src/nbd/backends/observe-reads.js";
 import { NbdServer } from "../src/nbd/server.js";
@@ -38,6 +45,7 @@ import { parseProgressMode, ProgressReporter } from "../src/progress.js";
 import { formatSize, parseSize } from "../src/size.js";
 import { defaultEndpoint as defaultArrayEndpoint } from "./array-paths.js";
 import { defaultHypervisorDataDir, hypervisorSocketPath } from "../simulator/hypervisor/daemon.js";
+import { interruptible } from "./run.js";
 import { formatTable } from "./table.js";
 
 interface RepoOpt {
@@ -122,23 +130,21 @@ export function registerBackup(program: Command): Command {
     .option("--progress <mode>", PROGRESS_HELP, "auto")
     .action(async (vm: string, options: RepoOpt & { hypervisor?: string; array?: string; full?: boolean; chunkSize?: string; parallel: string; revert: boolean; progress: string }) => {
       const log = createLogger("backup");
-      const array = GrpcArrayDriver.connect({ endpoint: options.array ?? defaultArrayEndpoint(), ...token() });
       const dir = repoDir(options);
-      let chunkSize = options.chunkSize === undefined ? undefined : parseSize(options.chunkSize);
-      if (chunkSize === undefined && !existsSync(join(dir, "repo.json"))) {
-        // A new repository's chunk is the array's CBT granularity, so an incremental stores about what changed.
-        const g = await array.facts().then((f) => f.cbtGranularity).catch((e: unknown) => {
-          log.warn(`could not read the array's CBT granularity (${errorMessage(e)}); using ${formatSize(DEFAULT_CHUNK_SIZE)} chunks`);
-          return 0;
-        });
-        chunkSize = validChunkSize(g) ? g : DEFAULT_CHUNK_SIZE;
-      }
-      const repo = await Repository.open(dir, { create: true, ...(chunkSize !== undefined ? { chunkSize } : {}) });
+      const array = GrpcArrayDriver.connect({ endpoint: options.array ?? defaultArrayEndpoint(), ...token() });
       const hv = connectHypervisor({ endpoint: hypervisorEndpoint(options), ...token() });
       const bar = progressReporter(options);
       try {
+        // The first RPCs, unretried and before anything exists on disk: a daemon that is not
+        // running is one line ("nothing answers at …; start it with …") and no repository directory.
+        const facts = await array.facts();
+        await hv.getVm({ name: vm });
+        let chunkSize = options.chunkSize === undefined ? undefined : parseSize(options.chunkSize);
+        // A new repository's chunk is the array's CBT granularity, so an incremental stores about what changed.
+        if (chunkSize === undefined && !existsSync(join(dir, "repo.json"))) chunkSize = validChunkSize(facts.cbtGranularity) ? facts.cbtGranularity : DEFAULT_CHUNK_SIZE;
+        const repo = await Repository.open(dir, { create: true, ...(chunkSize !== undefined ? { chunkSize } : {}) });
         const onProgress = (disk: string, phase: string, done: number, total: number): void => bar.update(phase, disk, done, total);
-        const s = await runBackup({ vm, repo, array, hypervisor: hv, revert: options.revert, full: options.full === true, parallel: Number(options.parallel), log, onProgress });
+        const s = await interruptible((signal) => runBackup({ vm, repo, array, hypervisor: hv, revert: options.revert, full: options.full === true, parallel: Number(options.parallel), log, onProgress, signal }));
         bar.end();
         print(options, { ...s, point: s.point.id, base: s.point.base }, () => formatBackupSummary(s));
       } finally {
@@ -211,7 +217,7 @@ export function registerBackup(program: Command): Command {
 
   backup
     .command("prune")
-    .description(`keep the newest N healthy points of each VM, delete the rest, and garbage-collect packs (packs with no live chunk are deleted, packs under ${REWRITE_BELOW * 100}% live are rewritten)`)
+    .description(`keep the newest N healthy points of each VM, delete the rest (except points \`backup serve\` is serving, which it names), and garbage-collect packs (packs with no live chunk are deleted, packs under ${REWRITE_BELOW * 100}% live are rewritten)`)
     .requiredOption("--keep <n>", "points to keep per VM")
     .option("--vm <name>", "only this VM's points")
     .option("--repo <dir>", "backup repository")
@@ -219,12 +225,13 @@ export function registerBackup(program: Command): Command {
     .action(async (options: RepoOpt & { keep: string; vm?: string }) => {
       const repo = await Repository.open(repoDir(options));
       const r = await repo.prune(Number(options.keep), options.vm);
-      print(options, r, () => `removed ${r.removedPoints.length} point(s), kept ${r.keptPoints.length}; freed ${r.freedChunks} chunks; ${r.deletedPacks} pack(s) deleted, ${r.rewrittenPacks} rewritten (${formatSize(r.freedBytes)} freed)\n`);
+      const served = r.servedPoints.map((x) => `kept ${x.id}: it is being served by \`backup serve\` (process ${x.pids.join(", ")})\n`).join("");
+      print(options, r, () => `${served}removed ${r.removedPoints.length} point(s), kept ${r.keptPoints.length}; freed ${r.freedChunks} chunks; ${r.deletedPacks} pack(s) deleted, ${r.rewrittenPacks} rewritten (${formatSize(r.freedBytes)} freed)\n`);
     });
 
   backup
     .command("delete")
-    .description("delete one backup point (healthy or damaged); refuses while a backup runs")
+    .description("delete one backup point (healthy or damaged); refuses while a backup runs or while `backup serve` serves it")
     .argument("<point>", "point id or unique prefix (as `backup list` shows it)")
     .option("--repo <dir>", "backup repository")
     .option("--json", "machine-readable output")
@@ -257,13 +264,20 @@ export function registerBackup(program: Command): Command {
     .action(async (ref: string, options: RepoOpt & { unix?: string; port?: string }) => {
       const repo = await Repository.open(repoDir(options));
       const p = await repo.get(ref);
-      const { server, uris } = await servePoint(repo, p, options);
-      for (const [name, uri] of uris) process.stdout.write(`${name} ${uri}\n`);
-      await new Promise<void>((resolve) => {
-        process.once("SIGINT", () => resolve());
-        process.once("SIGTERM", () => resolve());
-      });
-      await server.close();
+      // The shared hold first: from the moment a URI is printed, prune keeps the point and delete refuses it.
+      const hold = await repo.holdPoint(p.id);
+      try {
+        const { server, uris } = await servePoint(repo, p, options);
+        const stopped = new Promise<void>((resolve) => {
+          process.once("SIGINT", () => resolve());
+          process.once("SIGTERM", () => resolve());
+        });
+        for (const [name, uri] of uris) process.stdout.write(`${name} ${uri}\n`);
+        await stopped;
+        await server.close();
+      } finally {
+        await hold.release();
+      }
     });
 
   backup
@@ -289,21 +303,31 @@ export function registerBackup(program: Command): Command {
         reached.set(disk, at);
         bar.update("export", disk, at, size(disk));
       };
+      const hold = await repo.holdPoint(p.id);
       const { server, uris } = await servePoint(repo, p, {}, onRead);
       const files: { disk: string; file: string }[] = [];
       try {
-        for (const [name, uri] of uris) {
-          bar.update("export", name, 0, size(name));
-          const file = join(options.out, `${name}.${options.format === "raw" ? "img" : options.format}`);
-          const r = await execa("qemu-img", ["convert", "-f", "raw", "-O", options.format, uri, file], { reject: false });
-          if (r.failed && (r as { code?: string }).code === "ENOENT") throw new ToolMissingError("qemu-img", "qemu-utils");
-          if (r.exitCode !== 0) throw new InvalidArgumentError(`qemu-img convert failed: ${String(r.stderr)}`);
-          bar.update("export", name, size(name), size(name));
-          files.push({ disk: name, file });
-        }
+        await interruptible(async (signal) => {
+          for (const [name, uri] of uris) {
+            bar.update("export", name, 0, size(name));
+            const file = join(options.out, `${name}.${options.format === "raw" ? "img" : options.format}`);
+            // cancelSignal: a stop kills qemu-img, and the file it was writing is removed (never left half made).
+            const r = await execa("qemu-img", ["convert", "-f", "raw", "-O", options.format, uri, file], { reject: false, cancelSignal: signal });
+            if (signal.aborted) {
+              await rm(file, { force: true });
+              process.stderr.write(`sanbox: export stopped: removed the partial ${file}; kept ${files.length} finished file(s)${files.map((f) => ` ${f.file}`).join("")}\n`);
+              signal.throwIfAborted();
+            }
+            if (r.failed && (r as { code?: string }).code === "ENOENT") throw new ToolMissingError("qemu-img", "qemu-utils");
+            if (r.exitCode !== 0) throw new InvalidArgumentError(`qemu-img convert failed: ${String(r.stderr)}`);
+            bar.update("export", name, size(name), size(name));
+            files.push({ disk: name, file });
+          }
+        });
       } finally {
         bar.end();
         await server.close();
+        await hold.release();
       }
       print(options, files, () => files.map((f) => `${f.disk} ${f.file}\n`).join(""));
     });
@@ -334,15 +358,16 @@ async function servePoint(repo: Repository, p: BackupPoint, options: { unix?: st
 export function registerRestore(program: Command): Command {
   return program
     .command("restore")
-    .description("restore a disk of a backup point to a raw file, an NBD export, or a new array LUN")
+    .description("restore a disk of a backup point to a new raw file, a new array LUN, or (with --force) an existing file, LUN or NBD export; holes stay unallocated")
     .argument("<point>", "point id, unique prefix, or VM@latest")
     .requiredOption("--to <target>", "FILE | NBD-URI | lun:NAME")
     .option("--disk <name>", "which disk (default: the point's only disk; required when it has several)")
     .option("--repo <dir>", "backup repository")
     .option("--array <endpoint>", "array control endpoint for --to lun:NAME")
+    .option("--force", "overwrite an existing file, LUN or NBD export (refused without it)")
     .option("--json", "machine-readable output")
     .option("--progress <mode>", PROGRESS_HELP, "auto")
-    .action(async (ref: string, options: RepoOpt & { to: string; disk?: string; array?: string; progress: string }) => {
+    .action(async (ref: string, options: RepoOpt & { to: string; disk?: string; array?: string; force?: boolean; progress: string }) => {
       const repo = await Repository.open(repoDir(options));
       const p = await repo.get(ref);
       let disk = options.disk;
@@ -356,7 +381,8 @@ export function registerRestore(program: Command): Command {
       const bar = progressReporter(options);
       try {
         const onProgress = (done: number, total: number): void => bar.update("restore", disk, done, total);
-        const r = await restoreImage(image, target, { onProgress, ...(array ? { array } : {}) });
+        const log = createLogger("restore");
+        const r = await interruptible((signal) => restoreImage(image, target, { onProgress, signal, log, force: options.force === true, ...(array ? { array } : {}) }));
         bar.end();
         print(options, { point: p.id, disk, ...r }, () => `restored ${p.id} ${disk} (${formatSize(r.size)}, ${formatSize(r.bytesWritten)} of data) to ${r.target}\n`);
       } finally {

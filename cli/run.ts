@@ -10,6 +10,13 @@
  * only to the root. Under `--json` an error is also a JSON document on stdout,
  * `{"error":{"code":…,"message":…}}`, with the same exit code, so a script that
  * parses stdout always gets JSON.
+ *
+ * Commands that move data (backup run, restore, backup export) stop on
+ * SIGINT/SIGTERM through `interruptOnSignals`: the first signal aborts an
+ * AbortSignal with an InterruptedError (the work stops starting new I/O,
+ * cleans up and rejects with it, so failAndExit exits 130 / 143); a second
+ * signal exits at once with the same code, leaving the cleanup to the next
+ * run (which deletes leaked snapshots and dead runs' tmp/ entries).
  */
 import type { Command } from "commander";
 import { InterruptedError, SanboxError } from "../src/errors.js";
@@ -68,6 +75,55 @@ export async function runMain(program: Command): Promise<void> {
     await program.parseAsync(process.argv);
   } catch (e: unknown) {
     failAndExit(e);
+  }
+}
+
+export interface Interruption {
+  readonly signal: AbortSignal;
+  /** Removes the handlers (the command ended). */
+  dispose(): void;
+}
+
+/** See the design note: the first SIGINT/SIGTERM aborts `signal`, the second exits at once. */
+export function interruptOnSignals(): Interruption {
+  const controller = new AbortController();
+  const on = (sig: "SIGINT" | "SIGTERM"): void => {
+    const code = sig === "SIGTERM" ? EXIT.SIGTERM : EXIT.SIGINT;
+    if (controller.signal.aborted) {
+      process.stderr.write(`sanbox: ${sig} again: exiting now; the next run cleans up what is left\n`);
+      process.exit(code);
+    }
+    process.stderr.write(`sanbox: ${sig} received: stopping and cleaning up (signal again to exit at once)\n`);
+    controller.abort(new InterruptedError(sig));
+  };
+  const onInt = (): void => on("SIGINT");
+  const onTerm = (): void => on("SIGTERM");
+  process.on("SIGINT", onInt);
+  process.on("SIGTERM", onTerm);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      process.off("SIGINT", onInt);
+      process.off("SIGTERM", onTerm);
+    },
+  };
+}
+
+/**
+ * Runs `work` under interruptOnSignals. Whatever `work` rejects with after a
+ * stop (a closed socket, a killed child), the command fails with the
+ * InterruptedError, so the exit code says what happened.
+ */
+export async function interruptible<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const stop = interruptOnSignals();
+  try {
+    return await work(stop.signal);
+  } catch (e: unknown) {
+    if (stop.signal.aborted) throw stop.signal.reason instanceof InterruptedError ? stop.signal.reason : e;
+    throw e;
+  } finally {
+    // After a stop the handlers stay until the process exits, so a second signal still exits at once with the code.
+    if (!stop.signal.aborted) stop.dispose();
   }
 }
 

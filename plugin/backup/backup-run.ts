@@ -29,8 +29,13 @@
  * phase's products are its return value and are handed to later phases
  * explicitly. The test-only stops "after-s1", "after-s2" and "before-commit"
  * (src/failpoints.ts) are the boundaries after t1, t2 and finish.
+ *
+ * A stop (options.signal aborted, at SIGINT/SIGTERM) is a failure like any
+ * other as far as cleanup goes: the run's snapshots, exports and unfinished
+ * point go, the lock is released, and what was released is logged (warn, so
+ * it shows at the CLI's default level) before the InterruptedError propagates.
  */
-import { errorMessage } from "../../src/errors.js";
+import { CancelledError, errorMessage } from "../../src/errors.js";
 import type { BackupPoint, PointDisk } from "./repository/catalog.js";
 import { backupRdms, backupVmdks, revertToT1 } from "./run/disk-copies.js";
 import { cleanup, commitPoint, finishPoint } from "./run/end-of-run.js";
@@ -82,7 +87,7 @@ export async function runBackup(options: BackupRunOptions): Promise<BackupSummar
     await runPhase(run, "commit", () => commitPoint(run, atT1, record));
     const superseded = await runPhase(run, "cleanup", () => cleanup(run, { latest: found.previous.latest, s1: atT1.s1 }));
     const disks = record.disks.map(diskSummary);
-    return {
+    const summary: BackupSummary = {
       point: record,
       kind: record.kind,
       disks,
@@ -95,10 +100,14 @@ export async function runBackup(options: BackupRunOptions): Promise<BackupSummar
       t1t2ChangedBytes,
       deletedSnapshots: [...found.deleted, ...superseded],
     };
+    return summary;
   } catch (e: unknown) {
-    run.log.error(`backup of ${run.vm} failed: ${errorMessage(e)}; cleaning up`);
+    const stopped = e instanceof CancelledError || run.signal?.aborted === true;
+    if (stopped) run.log.warn(`backup of ${run.vm} ${errorMessage(run.signal?.reason ?? e)}; cleaning up`);
+    else run.log.error(`backup of ${run.vm} failed: ${errorMessage(e)}; cleaning up`);
     await cleanup(run);
-    throw e;
+    if (stopped) run.log.warn(`cleaned up: ${[...run.released, `lock vm-${run.vm}`].join(", ")}`);
+    throw run.signal?.aborted === true ? run.signal.reason : e;
   } finally {
     await lock.release();
   }

@@ -21,7 +21,11 @@
  *    array was asked for); `bytesWritten` the copy ranges' bytes;
  *  - on the first failure no new read starts, and copyExtents settles only
  *    after every started read and write has, so nothing touches the sink
- *    once it has rejected.
+ *    once it has rejected;
+ *  - an aborted `signal` (SIGINT/SIGTERM at the CLI) counts as that first
+ *    failure: no new read or zero starts, the ones in flight finish, and
+ *    copyExtents rejects with the signal's reason. A stop therefore costs at
+ *    most one round of in-flight requests, never the rest of the copy.
  */
 import { coalesceReads, type Extent } from "../../src/extents/index.js";
 import type { CopyRange } from "./revert-plan.js";
@@ -55,6 +59,8 @@ export interface CopyOptions {
   maxGap?: number;
   /** Called with (bytes done, bytes total) as data lands. */
   onProgress?: (done: number, total: number) => void;
+  /** Stops the copy from starting new work (see the invariants). */
+  signal?: AbortSignal;
 }
 
 export const DEFAULT_MAX_REQUEST = 4 * 1024 * 1024;
@@ -74,9 +80,11 @@ export async function copyExtents(src: ExtentSource, job: CopyJob, sink: ImageSi
   const maxRequest = Math.max(4096, opts.maxRequest ?? DEFAULT_MAX_REQUEST);
   const maxGap = Math.max(0, opts.maxGap ?? DEFAULT_MAX_GAP);
   const stats: CopyStats = { bytesRead: 0, bytesWritten: 0, bytesZeroed: 0, reads: 0 };
+  const signal = opts.signal;
+  signal?.throwIfAborted();
   if (job.size !== undefined && job.size !== sink.size) await sink.resize(job.size);
   // Zeroing is metadata for most sinks: several in flight rather than one await each, bounded all the same.
-  await forEachBounded(job.zeros ?? [], parallel, async (z) => {
+  await forEachBounded(job.zeros ?? [], parallel, signal, async (z) => {
     await sink.zero(z.offset, z.length);
     stats.bytesZeroed += z.length;
   });
@@ -84,7 +92,7 @@ export async function copyExtents(src: ExtentSource, job: CopyJob, sink: ImageSi
   let total = 0;
   for (const c of job.copies) total += c.length;
   if (total > 0) opts.onProgress?.(0, total); // the total is known before the first byte lands
-  await forEachBounded(reads, parallel, async (r) => {
+  await forEachBounded(reads, parallel, signal, async (r) => {
     stats.reads++;
     const data = await src.read(r.offset, r.length);
     stats.bytesRead += data.length;
@@ -101,16 +109,18 @@ function splitCopy(c: CopyRange, skip: number, length: number): CopyRange {
 
 /**
  * Runs `fn` over `items`, at most `parallel` at once, in order of start. After
- * the first failure nothing new starts; it rejects with that failure once
- * every started call has settled.
+ * the first failure (or once `signal` is aborted) nothing new starts; it
+ * rejects with that failure (or the signal's reason) once every started call
+ * has settled.
  */
-async function forEachBounded<T>(items: readonly T[], parallel: number, fn: (item: T) => Promise<void>): Promise<void> {
+async function forEachBounded<T>(items: readonly T[], parallel: number, signal: AbortSignal | undefined, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {
     while (!failed && next < items.length) {
       const item = items[next++] as T;
       try {
+        signal?.throwIfAborted();
         await fn(item);
       } catch (e: unknown) {
         failed = true; // the other workers start nothing new

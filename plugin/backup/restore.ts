@@ -1,15 +1,32 @@
 /**
- * Restore: a disk of a backup point written to a raw file, an NBD export, or a
- * new array LUN. It is the copy routine again: the image's stored chunks are
- * copied to the same offsets, and (for a target that may hold old data) its
- * zero chunks are zeroed; a fresh file or LUN reads zeros there already.
+ * Restore: a disk of a backup point written to a raw file, an NBD export, or an
+ * array LUN. It is the copy routine again: the image's stored chunks are
+ * copied to the same offsets, and its holes (chunks of zeros, which the
+ * repository never stores) are made to read as zeros.
+ *
+ * Invariants:
+ *  - restore never overwrites by accident: an existing file, an existing LUN
+ *    (createLun is idempotent on name and size, so it would silently hand
+ *    back a LUN holding data) and any NBD export (it always exists) are
+ *    refused unless `force`, with an error naming the target and `--force`;
+ *  - the target stays thin: holes are never written as zero bytes. A fresh
+ *    target (a new sparse file, a new LUN) reads zeros there already, so they
+ *    are skipped; a forced file is truncated to nothing and regrown sparse; a
+ *    forced LUN or NBD export gets NBD WRITE_ZEROES with trimming allowed
+ *    (no NO_HOLE flag), which a thin target turns into deallocation. Only an
+ *    export that offers no WRITE_ZEROES at all gets written zeros: there is
+ *    no other way to make it read zeros;
+ *  - a stop (`signal` aborted) starts no new copy; the partial file restore
+ *    created is removed, the LUN export it opened deleted, and every step
+ *    of that is reported through `log`, before the signal's reason is thrown.
  */
+import { open, rm, stat, truncate } from "node:fs/promises";
 import type { BlockDevice } from "../../src/block-device.js";
-import { InvalidArgumentError } from "../../src/errors.js";
+import { AlreadyExistsError, InvalidArgumentError, SanboxError, errorMessage, fsError } from "../../src/errors.js";
 import { subtract } from "../../src/extents/index.js";
+import { silentLogger, type Logger } from "../../src/log.js";
 import { FileBackend } from "../../src/nbd/backends/file-backend.js";
 import { NbdClient } from "../../src/nbd/client.js";
-import { rm } from "node:fs/promises";
 import type { ArrayDriver } from "./array-driver.js";
 import { copyExtents, type CopyOptions, type CopyStats } from "./copy-extents.js";
 import type { ImageSink } from "./repository/image-builder.js";
@@ -28,15 +45,16 @@ export function parseRestoreTarget(to: string): RestoreTarget {
   return { kind: "file", path: to };
 }
 
-/** A block device as a copy sink (its size is fixed: the target must be large enough). */
-function deviceSink(dev: BlockDevice, zeroWith: "write" | "trim"): ImageSink {
+/** A block device as a copy sink; its size is fixed, so the target must be large enough. */
+function deviceSink(dev: BlockDevice): ImageSink {
   return {
     get size() {
       return dev.size;
     },
     write: (o, d) => dev.write(o, d),
     zero: async (o, l) => {
-      if (zeroWith === "trim" && dev.trim) return dev.trim(o, l);
+      if (dev.trim) return dev.trim(o, l);
+      // The target offers no way to zero but writing: the one case where zero bytes go over the wire.
       for (let at = 0; at < l; at += 1 << 20) await dev.write(o + at, Buffer.alloc(Math.min(1 << 20, l - at)));
     },
     resize: async (size) => {
@@ -50,49 +68,108 @@ export interface RestoreResult extends CopyStats {
   size: number;
 }
 
-export async function restoreImage(image: ImageReader, target: RestoreTarget, opts: CopyOptions & { array?: ArrayDriver } = {}): Promise<RestoreResult> {
+export interface RestoreOptions extends CopyOptions {
+  array?: ArrayDriver;
+  /** Overwrite an existing file, LUN or NBD export (--force). */
+  force?: boolean;
+  log?: Logger;
+}
+
+function refuse(what: string): never {
+  throw new AlreadyExistsError(`${what}; restore never overwrites: pass --force to overwrite it`);
+}
+
+export async function restoreImage(image: ImageReader, target: RestoreTarget, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const allocated = image.allocated();
   const copies = allocated.map((e) => ({ srcOffset: e.offset, dstOffset: e.offset, length: e.length }));
   const holes = subtract(image.size > 0 ? [{ offset: 0, length: image.size }] : [], allocated);
-  if (target.kind === "file") {
-    await rm(target.path, { force: true });
-    const dev = await FileBackend.open(target.path, { create: true, size: image.size });
-    try {
-      const st = await copyExtents(image, { copies }, deviceSink(dev, "write"), opts);
-      await dev.flush();
-      return { ...st, target: target.path, size: image.size };
-    } finally {
-      await dev.close();
-    }
-  }
+  const log = opts.log ?? silentLogger;
+  const copyOpts: CopyOptions = { ...opts };
+  if (target.kind === "file") return restoreToFile(image, target.path, copies, copyOpts, opts.force === true, log);
   let uri: string;
-  let cleanup = async (): Promise<void> => undefined;
+  let release = async (): Promise<void> => undefined;
   let fresh = false;
+  let label: string;
   if (target.kind === "lun") {
     if (!opts.array) throw new InvalidArgumentError("restoring to a LUN needs the array (--array)");
     const array = opts.array;
-    const lun = await array.createLun(target.name, image.size);
+    label = `lun:${target.name}`;
+    const existing = await array.findLun({ name: target.name }).catch((e: unknown) => {
+      if (e instanceof SanboxError && e.code === "NOT_FOUND") return undefined;
+      throw e;
+    });
+    if (existing !== undefined && opts.force !== true) refuse(`LUN ${target.name} exists (${existing.size} bytes, ${existing.id})`);
+    const lun = existing ?? (await array.createLun(target.name, image.size));
+    fresh = existing === undefined;
     const e = await array.exportLun(lun.id);
     uri = e.uri;
-    fresh = true;
-    cleanup = () => array.deleteExport(e.id);
-  } else uri = target.uri;
-  const client = await NbdClient.connect(uri);
-  try {
-    if (client.size < image.size) throw new InvalidArgumentError(`${uri} holds ${client.size} bytes; the disk needs ${image.size}`);
-    const dev: BlockDevice = {
-      size: client.size,
-      readOnly: client.readOnly,
-      read: (o, l) => client.read(o, l),
-      write: (o, d) => client.write(o, d),
-      flush: () => (client.canFlush ? client.flush() : Promise.resolve()),
-      ...(client.canZero ? { trim: (o: number, l: number) => client.zero(o, l) } : {}),
+    release = async () => {
+      await array.deleteExport(e.id).then(
+        () => log.info(`deleted export ${e.id} of LUN ${target.name}`),
+        (err: unknown) => log.warn(`could not delete export ${e.id}: ${errorMessage(err)}`),
+      );
     };
-    const st = await copyExtents(image, { copies, zeros: fresh ? [] : holes }, deviceSink(dev, "trim"), opts);
-    await dev.flush();
-    return { ...st, target: target.kind === "lun" ? `lun:${target.name}` : uri, size: image.size };
+  } else {
+    if (opts.force !== true) refuse(`${target.uri} is an existing NBD export`);
+    uri = target.uri;
+    label = uri;
+  }
+  try {
+    const client = await NbdClient.connect(uri);
+    try {
+      if (client.size < image.size) throw new InvalidArgumentError(`${label} holds ${client.size} bytes; the disk needs ${image.size}`);
+      const dev: BlockDevice = {
+        size: client.size,
+        readOnly: client.readOnly,
+        read: (o, l) => client.read(o, l),
+        write: (o, d) => client.write(o, d),
+        flush: () => (client.canFlush ? client.flush() : Promise.resolve()),
+        // WRITE_ZEROES without NO_HOLE: the server may deallocate, which keeps a thin LUN thin.
+        ...(client.canZero ? { trim: (o: number, l: number) => client.zero(o, l) } : {}),
+      };
+      const st = await copyExtents(image, { copies, zeros: fresh ? [] : holes }, deviceSink(dev), copyOpts);
+      await dev.flush();
+      return { ...st, target: label, size: image.size };
+    } finally {
+      await client.close();
+    }
+  } catch (e: unknown) {
+    if (opts.signal?.aborted === true && target.kind === "lun") log.warn(`LUN ${target.name} is partly written (${fresh ? "created by this restore" : "it existed"}); restore it again`);
+    throw e;
   } finally {
-    await client.close();
-    await cleanup();
+    await release();
+  }
+}
+
+async function restoreToFile(image: ImageReader, path: string, copies: { srcOffset: number; dstOffset: number; length: number }[], opts: CopyOptions, force: boolean, log: Logger): Promise<RestoreResult> {
+  const st = await stat(path).catch(() => undefined);
+  if (st !== undefined) {
+    if (!force) refuse(`${path} exists (${st.size} bytes)`);
+    if (!st.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`);
+    // Truncated to nothing and regrown: a sparse file again, so holes need no writes at all.
+    await truncate(path, 0);
+  } else {
+    // "wx": created here or refused, never a file someone made since the check.
+    const created = await open(path, "wx").catch((e: unknown) => {
+      if ((e as NodeJS.ErrnoException).code === "EEXIST") refuse(`${path} exists`);
+      throw fsError(e, `cannot create ${path}`);
+    });
+    await created.close();
+  }
+  const dev = await FileBackend.open(path, { size: image.size });
+  try {
+    const out = await copyExtents(image, { copies }, deviceSink(dev), opts);
+    await dev.flush();
+    return { ...out, target: path, size: image.size };
+  } catch (e: unknown) {
+    if (opts.signal?.aborted === true) {
+      if (st === undefined) {
+        await rm(path, { force: true });
+        log.warn(`removed the partial file ${path}`);
+      } else log.warn(`${path} is partly written (it existed; --force); restore it again`);
+    }
+    throw e;
+  } finally {
+    await dev.close();
   }
 }

@@ -84,7 +84,8 @@ describe("backup points: list, show, verify, restore, serve, export, prune", () 
     expect((await c.read(0, c.size)).equals(rdmImage)).toBe(true);
     await c.write(0, Buffer.alloc(65536, 0xee));
     await c.close();
-    await cli(["restore", p.id, "--disk", "vm1_2", "--to", exp.uri, "--repo", repoDir]);
+    // An existing export is overwritten only with --force (restore never overwrites by accident).
+    await cli(["restore", p.id, "--disk", "vm1_2", "--to", exp.uri, "--repo", repoDir, "--force"]);
     const c2 = await NbdClient.connect(exp.uri);
     expect((await c2.read(0, c2.size)).equals(rdmImage)).toBe(true);
     await c2.close();

@@ -28,6 +28,8 @@ export interface VmFixtureOptions {
   rate?: number;
   /** Acknowledged operations to wait for before returning. */
   warmUp: number;
+  /** Size of the RDM LUN (default 4 MiB). */
+  rdmSize?: number;
 }
 
 export async function startVmFixture(prefix: string, o: VmFixtureOptions): Promise<VmFixture> {
@@ -48,7 +50,7 @@ export async function startVmFixture(prefix: string, o: VmFixtureOptions): Promi
     d = await startArrayDaemon(join(tmp.dir, "array"));
     rpc = connectArray({ endpoint: d.rpcEndpoint });
     await rpc.createLun({ name: "ds", sizeBytes: 64 * 1024 * 1024 });
-    await rpc.createLun({ name: "rdm", sizeBytes: 4 * 1024 * 1024 });
+    await rpc.createLun({ name: "rdm", sizeBytes: o.rdmSize ?? 4 * 1024 * 1024 });
     hv = await startHypervisor(join(tmp.dir, "hv"), d.rpcEndpoint);
     hvc = connectHypervisor({ endpoint: hv.endpoint });
     await hv.cli(["vm", "create", "vm1", "--datastore", "ds", "--disk", "2M", "--rdm", "rdm"]);

@@ -9,7 +9,9 @@
  *   points/<id>/point.json     a committed backup point (catalog.ts)
  *   points/<id>/<disk>.map     its disks' sparse chunk maps (disk-map.ts)
  *   tmp/<id>/                  a point being written (invisible to readers)
+ *   tmp/<id>.owner             pid of the process writing tmp/<id>
  *   locks/<name>.lock          pid of the process holding a lock
+ *   locks/serve-<pid>-<point>.lock  a shared hold: process <pid> serves <point>
  *
  * Commit protocol: the chunk store seals its open pack, fsyncs the packs and
  * their directories, and writes + fsyncs + renames its index file; the maps and
@@ -18,6 +20,12 @@
  * at all, and everything it references is durable before it appears. A crash
  * before the rename leaves tmp/<id> (removed by the next `cleanup()`) and
  * perhaps packs and index entries no point uses (prune collects them).
+ *
+ * tmp/ is shared by every backup of the repository (one per VM may run at
+ * once), so `cleanup()` removes only entries whose owner is gone: each entry
+ * gets its `.owner` file (the writer's pid) *before* it is created, so no
+ * live writer's entry is ever ownerless; an entry without one, or whose
+ * owner's pid is dead, was left by a killed process.
  *
  * Damage stays local: every entry under points/ is scanned on its own; one
  * that is not a readable point (a stray file, an empty directory, a torn
@@ -29,7 +37,11 @@
  * Locks: a backup holds `vm-<name>` (one backup per VM at a time); prune,
  * delete and check --repair hold `maintenance` and refuse while any backup
  * runs (a running backup's new chunks are not yet referenced by any point). A
- * lock whose pid is gone is stale and taken over.
+ * lock whose pid is gone is stale and taken over. `backup serve` and `backup
+ * export` hold a *shared* lock on the point they read (one file per process,
+ * `holdPoint`): prune keeps a held point (and says so) and delete refuses it,
+ * naming the process, since deleting it would pull the data from under its
+ * NBD clients. A hold whose pid is gone counts for nothing.
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
@@ -65,7 +77,12 @@ export interface Lock {
 export interface PruneReport extends PackGcReport {
   removedPoints: string[];
   keptPoints: string[];
+  /** Points prune would have removed but kept, because a live process serves them. */
+  servedPoints: { id: string; pids: number[] }[];
 }
+
+const SERVE_LOCK = /^serve-(\d+)-(.+)\.lock$/;
+const OWNER_SUFFIX = ".owner";
 
 /** One entry under points/: a readable point, or why it is not one. */
 export type PointEntry = { id: string; status: "ok"; point: BackupPoint } | { id: string; status: "damaged"; reason: string; point?: BackupPoint };
@@ -136,11 +153,59 @@ export class Repository {
     return new Repository(dir, cs, id, await ChunkStore.open(dir, cs, storeOpts));
   }
 
-  /** Removes what crashed runs left under tmp/; returns the names removed. */
+  /**
+   * Removes what killed processes left under tmp/ (entries whose owner is
+   * gone; a live backup's entry, of another VM say, stays); returns the names removed.
+   */
   async cleanup(): Promise<string[]> {
-    const names = await readdir(join(this.dir, "tmp")).catch(() => [] as string[]);
-    for (const n of names) await rm(join(this.dir, "tmp", n), { recursive: true, force: true });
-    return names;
+    const tmp = join(this.dir, "tmp");
+    const names = await readdir(tmp).catch(() => [] as string[]);
+    const removed: string[] = [];
+    for (const n of names) {
+      if (n.endsWith(OWNER_SUFFIX)) {
+        // An owner file whose entry is gone (a crash between the two): drop it once its pid is dead.
+        if (!names.includes(n.slice(0, -OWNER_SUFFIX.length)) && (await lockHolder(join(tmp, n))) === undefined) await rm(join(tmp, n), { force: true });
+        continue;
+      }
+      if ((await lockHolder(join(tmp, n + OWNER_SUFFIX))) !== undefined) continue;
+      await rm(join(tmp, n), { recursive: true, force: true });
+      await rm(join(tmp, n + OWNER_SUFFIX), { force: true });
+      removed.push(n);
+    }
+    return removed;
+  }
+
+  /** Claims tmp/<name> for this process: the owner file first, so cleanup never sees a live entry without one. */
+  private async claimTmp(name: string): Promise<string> {
+    await writeFileSynced(join(this.dir, "tmp", name + OWNER_SUFFIX), String(process.pid));
+    return join(this.dir, "tmp", name);
+  }
+
+  private async releaseTmp(name: string): Promise<void> {
+    await rm(join(this.dir, "tmp", name + OWNER_SUFFIX), { force: true });
+  }
+
+  /**
+   * A shared hold on `pointId` for as long as this process serves it
+   * (`backup serve`, `backup export`): prune keeps the point, delete refuses it.
+   */
+  async holdPoint(pointId: string): Promise<Lock> {
+    const path = join(this.dir, "locks", `serve-${process.pid}-${pointId}.lock`);
+    await writeFileSynced(path, String(process.pid));
+    return { release: () => rm(path, { force: true }) };
+  }
+
+  /** The live processes holding `pointId` (see holdPoint); holds of dead processes are removed. */
+  async pointHolders(pointId: string): Promise<number[]> {
+    const out: number[] = [];
+    for (const n of await readdir(join(this.dir, "locks")).catch(() => [] as string[])) {
+      const m = SERVE_LOCK.exec(n);
+      if (m === null || m[2] !== pointId) continue;
+      const pid = await lockHolder(join(this.dir, "locks", n));
+      if (pid !== undefined) out.push(pid);
+      else await rm(join(this.dir, "locks", n), { force: true });
+    }
+    return out;
   }
 
   /** Every entry under points/, each checked on its own: healthy ones oldest first, then the damaged ones by name. */
@@ -279,7 +344,7 @@ export class Repository {
   /** Starts a point: its files go under tmp/<id> until commit. */
   async begin(id: string): Promise<PendingPoint> {
     if (!POINT_ID.test(id)) throw new InvalidArgumentError(`invalid point id "${id}"`);
-    const tmp = join(this.dir, "tmp", id);
+    const tmp = await this.claimTmp(id);
     await mkdir(tmp, { recursive: true });
     await syncDir(join(this.dir, "tmp"));
     let done = false;
@@ -300,11 +365,13 @@ export class Repository {
         await syncDir(join(this.dir, "points"));
         await syncDir(join(this.dir, "tmp"));
         done = true;
+        await this.releaseTmp(id);
       },
       abandon: async () => {
         if (done) return;
         done = true;
         await rm(tmp, { recursive: true, force: true });
+        await this.releaseTmp(id);
       },
     };
   }
@@ -317,6 +384,8 @@ export class Repository {
       if (hits.length > 1) throw new InvalidArgumentError(`"${ref}" names ${hits.length} points: ${hits.join(", ")}`);
       const id = hits[0];
       if (id === undefined) throw new NotFoundError(`no backup point "${ref}"`);
+      const holders = await this.pointHolders(id);
+      if (holders.length > 0) throw new FailedPreconditionError(`point ${id} is being served by \`backup serve\` (process ${holders.join(", ")}); stop it first, then delete`);
       await this.removeEntry(id);
       return id;
     });
@@ -324,10 +393,12 @@ export class Repository {
 
   /** Moves points/<id> out of sight atomically, then deletes it. */
   async removeEntry(id: string): Promise<void> {
-    const trash = join(this.dir, "tmp", `deleted-${id}-${randomBytes(2).toString("hex")}`);
+    const name = `deleted-${id}-${randomBytes(2).toString("hex")}`;
+    const trash = await this.claimTmp(name);
     await rename(join(this.dir, "points", id), trash);
     await syncDir(join(this.dir, "points"));
     await rm(trash, { recursive: true, force: true });
+    await this.releaseTmp(name);
     for (const k of [...this.maps.keys()]) if (k.startsWith(`${id}/`)) this.maps.delete(k);
   }
 
@@ -338,15 +409,22 @@ export class Repository {
       const byVm = new Map<string, BackupPoint[]>();
       for (const p of await this.list()) byVm.set(p.vm, [...(byVm.get(p.vm) ?? []), p]);
       const removed: string[] = [];
+      const served: { id: string; pids: number[] }[] = [];
       for (const [name, points] of byVm) {
         if (vm !== undefined && name !== vm) continue;
         for (const p of points.slice(0, Math.max(0, points.length - keep))) {
+          // A served point stays whole, chunks included: liveHashes still sees it.
+          const pids = await this.pointHolders(p.id);
+          if (pids.length > 0) {
+            served.push({ id: p.id, pids });
+            continue;
+          }
           await this.removeEntry(p.id);
           removed.push(p.id);
         }
       }
       const gc = await collectPacks(this.chunks, await this.liveHashes());
-      return { removedPoints: removed, keptPoints: (await this.list()).map((p) => p.id), ...gc };
+      return { removedPoints: removed, keptPoints: (await this.list()).map((p) => p.id), servedPoints: served, ...gc };
     });
   }
 

@@ -11,7 +11,9 @@
  *    exports before snapshots (an exported snapshot is still in use), deletes
  *    the snapshots newest first, and abandons an uncommitted point;
  *  - only after a commit is the previous point's base deleted: from then on
- *    this run's S1 is the base the next incremental diffs against.
+ *    this run's S1 is the base the next incremental diffs against;
+ *  - each thing released is named in `run.released`, so a stopped run can say
+ *    what it cleaned (the CLI prints it on stderr).
  */
 import { SanboxError, errorMessage } from "../../../src/errors.js";
 import type { SnapshotSet } from "../array-driver.js";
@@ -85,11 +87,24 @@ export async function cleanup(run: RunState, superseded?: Superseded): Promise<s
     await resumeVm(run).catch((e: unknown) => run.log.error(`could not resume VM ${run.vm}: ${errorMessage(e)}`));
   }
   for (const r of held.readers.splice(0)) await r.close().catch(() => undefined);
-  for (const id of held.exports.splice(0)) await run.array.deleteExport(id).catch((e: unknown) => run.log.warn(`delete export ${id}: ${errorMessage(e)}`));
-  for (const s of held.snapshots.splice(0).reverse()) await dropSnapshot(run.array, s, run.log);
+  for (const id of held.exports.splice(0)) {
+    await run.array.deleteExport(id).then(
+      () => run.released.push(`export ${id}`),
+      (e: unknown) => run.log.warn(`delete export ${id}: ${errorMessage(e)}`),
+    );
+  }
+  for (const s of held.snapshots.splice(0).reverse()) {
+    await dropSnapshot(run.array, s, run.log);
+    run.released.push(`snapshot ${s.name}`);
+  }
   const pending = held.pending;
   held.pending = undefined;
-  await pending?.abandon().catch(() => undefined);
+  if (pending !== undefined) {
+    await pending.abandon().then(
+      () => run.released.push(`unfinished point tmp/${pending.id}`),
+      () => undefined,
+    );
+  }
   return superseded === undefined ? [] : deletePreviousBase(run, superseded);
 }
 

@@ -10,8 +10,11 @@
  *    leaves nothing for cleanup;
  *  - the inventory is only what S1 must match; the layout read from S1 itself
  *    (cutT1) is the one the backup uses;
- *  - the previous point's base is never treated as a leak, since it is the base of
- *    this run's incremental until this run commits.
+ *  - the previous point's base is never treated as a leak, --full included,
+ *    since it is the base of the next incremental until this run commits; a
+ *    base is deleted only after the point that replaces it has committed
+ *    (end-of-run.ts). Only snapshots under this repository's and VM's prefix
+ *    that no committed point keeps are leaks.
  */
 import type { Decoded } from "../../../src/rpc/service.js";
 import { hv1 } from "../../../src/rpc/hypervisor-proto.js";

@@ -3,9 +3,11 @@
  * disk (or LUN) in the previous point" that every phase uses.
  *
  * Invariants:
- *  - `latest` is the repository's newest point of the VM (none with --full). Its
+ *  - `latest` is the repository's newest point of the VM, --full or not. Its
  *    S1 stays on the array until this run commits, because until then it is
- *    still the base the next run needs; after the commit it is deleted.
+ *    still the base the next run needs (a --full run that is killed or stopped
+ *    must leave the next incremental its base); after the commit it is deleted.
+ *  - With --full there is no `parent`: the run reads everything.
  *  - `parent` is `latest` only if it was taken with the revert: an unreverted
  *    point holds T2 content for its VMDKs, so building on it would carry that
  *    inconsistency forward. Without a parent the run is a full backup.
@@ -23,15 +25,14 @@ import type { Repository } from "../repository/repository.js";
 import type { DiskLayout } from "../vm-layout.js";
 
 export interface PreviousPoint {
-  /** The newest point of the VM (undefined with --full): its base is kept until this run commits. */
+  /** The newest point of the VM: its base is kept until this run commits. */
   readonly latest: BackupPoint | undefined;
   /** The point to build on: `latest` if it was reverted, else undefined (a full backup). */
   readonly parent: BackupPoint | undefined;
 }
 
-/** The previous point of `vm` in `repo`; `full` ignores it (and so lets its base go as a leak). */
+/** The previous point of `vm` in `repo`; `full` builds on nothing but still keeps the latest base until the commit. */
 export async function findPreviousPoint(repo: Pick<Repository, "latest"> & Partial<Pick<Repository, "newestRecord">>, vm: string, full: boolean, log: Logger): Promise<PreviousPoint> {
-  if (full) return { latest: undefined, parent: undefined };
   let latest: BackupPoint | undefined;
   let damage: string | undefined;
   if (repo.newestRecord !== undefined) {
@@ -39,6 +40,7 @@ export async function findPreviousPoint(repo: Pick<Repository, "latest"> & Parti
     latest = r?.point;
     damage = r?.damage;
   } else latest = await repo.latest(vm);
+  if (full) return { latest, parent: undefined };
   if (latest !== undefined && damage !== undefined) {
     log.warn(`the latest point ${latest.id} is damaged (${damage}); taking a full backup`);
     return { latest, parent: undefined };

@@ -16,6 +16,10 @@
  *  - Phases run in order and each is timed once, under its name, by runPhase;
  *    the test-only stops that coincide with a phase boundary are called there
  *    (STOP_AFTER), so they halt between two phases and never inside one.
+ *  - `signal` (the CLI aborts it at SIGINT/SIGTERM) stops the run from
+ *    starting anything new: runPhase checks it before each phase, `retry`
+ *    before each attempt, and the copies before each read. Cleanup never
+ *    looks at it: after a stop it still deletes, resumes and releases all.
  */
 import { stopAt, type StopName } from "../../../src/failpoints.js";
 import { silentLogger, type Logger } from "../../../src/log.js";
@@ -45,6 +49,8 @@ export interface BackupRunOptions {
   log?: Logger;
   /** Progress per disk in bytes. */
   onProgress?: (disk: string, phase: string, done: number, total: number) => void;
+  /** Aborted: stop starting new work, clean up, and reject with the signal's reason (an InterruptedError at the CLI). */
+  signal?: AbortSignal;
 }
 
 /** Something cleanup closes (an ExportReader; a fake in tests). */
@@ -57,7 +63,7 @@ export interface Held {
   snapshots: SnapshotSet[];
   exports: string[];
   readers: Closable[];
-  pending: Pick<PendingPoint, "abandon"> | undefined;
+  pending: Pick<PendingPoint, "id" | "abandon"> | undefined;
   quiesced: boolean;
 }
 
@@ -83,6 +89,7 @@ export interface RunState {
   readonly layoutRetries: number;
   readonly parallel: number | undefined;
   readonly onProgress: BackupRunOptions["onProgress"];
+  readonly signal: AbortSignal | undefined;
   /** Unique per run, so S1/S2 names of two runs never collide. */
   readonly runId: string;
   /** Milliseconds per phase, in order; the same object ends up in the point and the summary. */
@@ -90,6 +97,8 @@ export interface RunState {
   /** When the current phase started (the first one: when the run was created, so it includes taking the lock). */
   phaseStart: number;
   readonly held: Held;
+  /** What cleanup released, in words ("snapshot …", "export …", "unfinished point tmp/…"). */
+  readonly released: string[];
   /** Halts at a test-only stop; stopAt in production, a recorder in unit tests. */
   readonly stop: (name: StopName) => Promise<void>;
 }
@@ -107,16 +116,20 @@ export function createRunState(settings: BackupRunOptions, stop: (name: StopName
     layoutRetries: settings.layoutRetries ?? 3,
     parallel: settings.parallel,
     onProgress: settings.onProgress,
+    signal: settings.signal,
     runId: `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`,
     durations: {},
     phaseStart: Date.now(),
     held: { snapshots: [], exports: [], readers: [], pending: undefined, quiesced: false },
+    released: [],
     stop,
   };
 }
 
 /** Runs one phase, records its duration under its name, then halts if a stop sits on this boundary. */
 export async function runPhase<T>(run: RunState, name: PhaseName, phase: () => Promise<T>): Promise<T> {
+  // "cleanup" runs after a commit: a stop that arrives then must not leave the superseded base behind.
+  if (name !== "cleanup") run.signal?.throwIfAborted();
   const out = await phase();
   const now = Date.now();
   run.durations[name] = now - run.phaseStart;
@@ -126,9 +139,9 @@ export async function runPhase<T>(run: RunState, name: PhaseName, phase: () => P
   return out;
 }
 
-/** `fn` with the run's retry policy for transient array and hypervisor failures. */
+/** `fn` with the run's retry policy for transient array and hypervisor failures; a stop ends the retrying. */
 export function retry<T>(run: RunState, what: string, fn: () => Promise<T>): Promise<T> {
-  return withRetry(what, fn, { log: run.log });
+  return withRetry(what, fn, { log: run.log, ...(run.signal !== undefined ? { signal: run.signal } : {}) });
 }
 
 /** Exports a snapshot for reading; the export is held until cleanup. Returns its NBD URI. */
@@ -149,6 +162,7 @@ export async function openHeldReader(run: RunState, uri: string): Promise<Export
 export function copyOptions(run: RunState, disk: string, phase: string): CopyOptions {
   const out: CopyOptions = {};
   if (run.parallel !== undefined) out.parallel = run.parallel;
+  if (run.signal !== undefined) out.signal = run.signal;
   const report = run.onProgress;
   if (report) out.onProgress = (done, total) => report(disk, phase, done, total);
   return out;

@@ -18,6 +18,7 @@ import { readVm } from "../../../src/datastore/vm-files.js";
 import { FailedPreconditionError } from "../../../src/errors.js";
 import type { LunInfo, SnapshotSet } from "../array-driver.js";
 import { ExportReader } from "../export-reader.js";
+import { withRetry } from "../retry.js";
 import type { BackupPoint } from "../repository/catalog.js";
 import type { ImageBuilder } from "../repository/image-builder.js";
 import type { PendingPoint } from "../repository/repository.js";
@@ -116,8 +117,8 @@ export async function cutT2(run: RunState, dsLun: LunInfo): Promise<AtT2> {
   return { ...cut, quiesceWindowMs: Date.now() - started };
 }
 
-/** Ends the quiesce window. */
+/** Ends the quiesce window. Deaf to the run's stop signal: a stopped run must still resume its VM. */
 export async function resumeVm(run: RunState): Promise<void> {
-  await retry(run, "resume", () => run.hypervisor.resumeVm({ vm: run.vm }));
+  await withRetry("resume", () => run.hypervisor.resumeVm({ vm: run.vm }), { log: run.log });
   run.held.quiesced = false;
 }

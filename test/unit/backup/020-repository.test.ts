@@ -5,7 +5,7 @@
  * and the atomic commit under kill -9 of a child process stopped at the
  * commit's failpoint.
  */
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import fc from "fast-check";
@@ -133,6 +133,25 @@ describe("backup repository", () => {
     }
   });
 
+  it("cleanup removes only tmp/ entries whose owner is gone: a live backup's entry (another VM's) stays", async () => {
+    const tmp = tempDir("sanbox-repo-tmp-owner-");
+    try {
+      const repo = await Repository.open(tmp.dir, { create: true, chunkSize: CS });
+      const live = await repo.begin("vm2-running");
+      // A killed run's entry: its owner file names a pid no process has.
+      await (await Repository.open(tmp.dir)).begin("vm1-dead");
+      writeFileSync(join(tmp.dir, "tmp", "vm1-dead.owner"), "2147483646");
+      mkdirSync(join(tmp.dir, "tmp", "vm3-ownerless"));
+      const other = await Repository.open(tmp.dir);
+      expect((await other.cleanup()).sort()).toEqual(["vm1-dead", "vm3-ownerless"]);
+      expect(readdirSync(join(tmp.dir, "tmp")).sort()).toEqual(["vm2-running", "vm2-running.owner"]);
+      await live.abandon();
+      expect(readdirSync(join(tmp.dir, "tmp"))).toEqual([]);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
   it("a kill -9 at the commit leaves no partial point; the next run cleans up", async () => {
     const tmp = tempDir("sanbox-repo-crash-");
     try {
@@ -167,7 +186,7 @@ describe("backup repository", () => {
       });
       child.kill("SIGKILL");
       await child;
-      expect(readdirSync(join(tmp.dir, "tmp"))).toEqual(["vm1-b"]);
+      expect(readdirSync(join(tmp.dir, "tmp")).sort()).toEqual(["vm1-b", "vm1-b.owner"]);
       const again = await Repository.open(tmp.dir);
       expect((await again.list()).map((p) => p.id)).toEqual(["vm1-a"]);
       expect(await again.cleanup()).toEqual(["vm1-b"]);

@@ -1,6 +1,6 @@
 /**
  * The one previous-point lookup every phase of a backup run uses: which point
- * a run builds on (none with --full, none over an unreverted point), and which
+ * a run builds on (none with --full, which still keeps the latest base, none over an unreverted point), and which
  * disk of it is "the same disk" (name and kind, plus the same flat file with
  * its S1 map for a VMDK, the same NAA id for an RDM).
  */
@@ -68,11 +68,10 @@ describe("the previous point", () => {
     expect(log.lines).toEqual([expect.stringMatching(/^warn the latest point vm1-a was taken without the revert/)]);
   });
 
-  it("is none at all with --full: the repository is not even asked", async () => {
-    const repo = repoWith(point("vm1-a", true));
-    const found = await findPreviousPoint(repo, "vm1", true, recordingLogger());
-    expect(found).toEqual({ latest: undefined, parent: undefined });
-    expect(repo.asked).toEqual([]);
+  it("is no parent with --full, but stays the latest: its base is kept until the full point commits", async () => {
+    const latest = point("vm1-a", true);
+    const found = await findPreviousPoint(repoWith(latest), "vm1", true, recordingLogger());
+    expect(found).toEqual({ latest, parent: undefined });
   });
 });
 

@@ -7,7 +7,7 @@
  * and cleanup after a failure in a given phase. The phases that read over NBD
  * (T1's layout from S1, the copies) are covered by the e2e tests 600-640.
  */
-import { readdirSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FailedPreconditionError, NotFoundError } from "../../../src/errors.js";
@@ -137,18 +137,22 @@ describe("backup run phases", () => {
       expect(new Set(array.snapshots.map((s) => s.name.replace(/@.*$/, "")))).toEqual(new Set([base.name, "sanbox-backup-0000beef-vm1-other-s2", "a-user-snapshot"]));
     });
 
-    it("with --full the latest base is not kept: it goes with the leaks", async () => {
+    it("with --full the latest base is kept all the same (it is deleted only after the full point commits)", async () => {
       const base = await array.addSnapshot(`${prefix}old-s1-0`, [DS.id, RDM.id]);
-      await commitEarlier(base);
+      const latest = await commitEarlier(base);
+      await array.addSnapshot(`${prefix}dead-s2`, [DS.id]);
       const found = await discover(newRun({ full: true }));
-      expect(found.previous.latest).toBeUndefined();
-      expect(found.deleted).toEqual([base.name]);
-      expect(array.snapshots).toEqual([]);
+      expect(found.previous.latest?.id).toBe(latest.id);
+      expect(found.previous.parent).toBeUndefined();
+      expect(found.deleted).toEqual([`${prefix}dead-s2`]);
+      expect(new Set(array.snapshots.map((s) => s.name.replace(/@.*$/, "")))).toEqual(new Set([base.name]));
     });
 
     it("resumes a VM an earlier run left quiesced, and removes that run's unfinished point", async () => {
       hv.quiesced = true;
       await repo.begin("vm1-unfinished");
+      // As a killed run leaves it: its owner's pid is gone (no pid is this high).
+      writeFileSync(join(repo.dir, "tmp", "vm1-unfinished.owner"), "2147483646");
       await discover(newRun());
       expect(hv.quiesced).toBe(false);
       expect(log.lines).toContain("warn VM vm1 is still quiesced by an earlier run that died; resuming it");
