@@ -89,7 +89,7 @@ describe("SIGINT/SIGTERM during backup run, restore and backup export", () => {
   };
 
   beforeAll(async () => {
-    fx = await startVmFixture("sanbox-e2e-660-", { seed: 660, rate: 50, warmUp: 20, rdmSize: RDM_SIZE });
+    fx = await startVmFixture("sanbox-e2e-660-", { seed: 660, rate: 50, warmUp: 20, rdmBytes: RDM_SIZE });
     repoDir = join(fx.dir, "repo");
     // Random data (stored raw, read in full by a full backup) past the workload's first blocks.
     const lun = await fx.rpc.getLun({ name: "rdm" });

@@ -41,7 +41,7 @@ describe("restore refuses to overwrite without --force and stays thin", () => {
   const restore = (to: string, ...extra: string[]) => sanboxBackup(["restore", pointId, "--disk", "vm1_1", "--to", to, "--repo", repoDir, "--array", fx.d.rpcEndpoint, ...extra]);
 
   beforeAll(async () => {
-    fx = await startVmFixture("sanbox-e2e-661-", { seed: 661, rate: 1000, warmUp: 100, rdmSize: RDM_SIZE });
+    fx = await startVmFixture("sanbox-e2e-661-", { seed: 661, rate: 1000, warmUp: 100, rdmBytes: RDM_SIZE });
     repoDir = join(fx.dir, "repo");
     const r = await sanboxBackup(["backup", "run", "vm1", "--repo", repoDir, "--array", fx.d.rpcEndpoint, "--hypervisor", fx.hv.endpoint, "--json"]);
     expect(r.exitCode, r.stderr).toBe(0);

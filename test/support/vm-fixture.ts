@@ -1,8 +1,8 @@
 /**
  * The e2e setup the backup and hypervisor tests share: a temp dir, a real array
  * daemon with a datastore LUN and an RDM LUN, a real hypervisor daemon, and VM
- * "vm1" (one VMDK plus the RDM) running the dependent-write workload until it has
- * acknowledged `warmUp` operations. `stop()` tears it all down, tolerating a
+ * "vm1" (one VMDK plus the RDM; sizes optional) running the dependent-write
+ * workload until it has acknowledged `warmUp` operations. `stop()` tears it all down, tolerating a
  * partly started fixture.
  */
 import { join } from "node:path";
@@ -28,8 +28,10 @@ export interface VmFixtureOptions {
   rate?: number;
   /** Acknowledged operations to wait for before returning. */
   warmUp: number;
-  /** Size of the RDM LUN (default 4 MiB). */
-  rdmSize?: number;
+  /** Sizes: the datastore LUN and the RDM LUN in bytes (64 MiB, 4 MiB), the VMDK as `vm create --disk` takes it ("2M"). */
+  datastoreBytes?: number;
+  rdmBytes?: number;
+  disk?: string;
 }
 
 export async function startVmFixture(prefix: string, o: VmFixtureOptions): Promise<VmFixture> {
@@ -49,11 +51,11 @@ export async function startVmFixture(prefix: string, o: VmFixtureOptions): Promi
   try {
     d = await startArrayDaemon(join(tmp.dir, "array"));
     rpc = connectArray({ endpoint: d.rpcEndpoint });
-    await rpc.createLun({ name: "ds", sizeBytes: 64 * 1024 * 1024 });
-    await rpc.createLun({ name: "rdm", sizeBytes: o.rdmSize ?? 4 * 1024 * 1024 });
+    await rpc.createLun({ name: "ds", sizeBytes: o.datastoreBytes ?? 64 * 1024 * 1024 });
+    await rpc.createLun({ name: "rdm", sizeBytes: o.rdmBytes ?? 4 * 1024 * 1024 });
     hv = await startHypervisor(join(tmp.dir, "hv"), d.rpcEndpoint);
     hvc = connectHypervisor({ endpoint: hv.endpoint });
-    await hv.cli(["vm", "create", "vm1", "--datastore", "ds", "--disk", "2M", "--rdm", "rdm"]);
+    await hv.cli(["vm", "create", "vm1", "--datastore", "ds", "--disk", o.disk ?? "2M", "--rdm", "rdm"]);
     await hv.cli(["vm", "start", "vm1", "--seed", String(o.seed), ...(o.rate !== undefined ? ["--rate", String(o.rate)] : [])]);
     while ((await hv.client.getWorkloadStatus({ vm: "vm1" })).acknowledgedSeq < o.warmUp) await sleep(10);
     return { dir: tmp.dir, d, rpc, hv, hvc, stop };
