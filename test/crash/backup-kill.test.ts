@@ -256,7 +256,10 @@ describe("backup run survives kill -9", () => {
         const snapsAfter = await backupSnapshots();
         const filesAfter = listRepoFiles(repo);
         const newSnaps = [...snapsAfter].filter((n) => !snapsBefore.has(n));
-        const tmpEntries = readdirSync(join(repo, "tmp"));
+        // Unfinished points are directories; `<id>.owner` files beside them name their writer's pid.
+        const tmpEntries = readdirSync(join(repo, "tmp"), { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .map((e) => e.name);
         const tmpHas = (name: string): boolean => tmpEntries.some((e) => readdirSync(join(repo, "tmp", e)).includes(name));
         const newPartial = [...filesAfter.partial].filter((f) => !filesBefore.partial.has(f));
         const newIndex = [...filesAfter.index].filter((f) => !filesBefore.index.has(f));
