@@ -9,21 +9,19 @@
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NbdClient } from "../../src/nbd/client.js";
-import { connectArray, type ArrayClient } from "../../src/rpc/array-client.js";
 import { packPath } from "../../plugin/backup/repository/chunk-store.js";
 import { Repository } from "../../plugin/backup/repository/repository.js";
-import { startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
-import { startHypervisor, type HypervisorDaemon } from "../support/hypervisor-daemon.js";
+import type { ArrayDaemon } from "../support/array-daemon.js";
+import type { HypervisorDaemon } from "../support/hypervisor-daemon.js";
 import { obj, sanboxBackup, spawnBackup } from "../support/backup-cli.js";
-import { tempDir } from "../support/tools.js";
+import { startVmFixture, type VmFixture } from "../support/vm-fixture.js";
 
 describe("backup repository damage: verified reads, EIO, healing, local damage, check --repair", () => {
-  let tmp: { dir: string; cleanup: () => void };
+  let fx: VmFixture;
+  let tmp: { dir: string };
   let d: ArrayDaemon;
-  let rpc: ArrayClient;
   let hv: HypervisorDaemon;
   let repoDir: string;
 
@@ -39,25 +37,16 @@ describe("backup repository damage: verified reads, EIO, healing, local damage, 
   };
 
   beforeAll(async () => {
-    tmp = tempDir("sanbox-e2e-650-");
-    repoDir = join(tmp.dir, "repo");
-    d = await startArrayDaemon(join(tmp.dir, "array"));
-    rpc = connectArray({ endpoint: d.rpcEndpoint });
-    await rpc.createLun({ name: "ds", sizeBytes: 64 * 1024 * 1024 });
-    await rpc.createLun({ name: "rdm", sizeBytes: 4 * 1024 * 1024 });
-    hv = await startHypervisor(join(tmp.dir, "hv"), d.rpcEndpoint);
-    await hv.cli(["vm", "create", "vm1", "--datastore", "ds", "--disk", "2M", "--rdm", "rdm"]);
-    await hv.cli(["vm", "start", "vm1", "--seed", "650"]);
-    while ((await hv.client.getWorkloadStatus({ vm: "vm1" })).acknowledgedSeq < 200) await sleep(10);
+    fx = await startVmFixture("sanbox-e2e-650-", { seed: 650, warmUp: 200 });
+    ({ d, hv } = fx);
+    tmp = { dir: fx.dir };
+    repoDir = join(fx.dir, "repo");
     await run();
     // From here the disks do not change, so the next backup produces the same chunks again.
     await hv.cli(["vm", "stop", "vm1"]);
   }, 60_000);
   afterAll(async () => {
-    await hv?.stop();
-    rpc?.close();
-    await d?.stop();
-    tmp?.cleanup();
+    await fx?.stop();
   });
 
   it("uses the array's CBT granularity as the chunk size", () => {
