@@ -51,6 +51,17 @@ import { formatTable } from "./table.js";
 interface RepoOpt {
   repo?: string;
   json?: boolean;
+  threads?: string;
+}
+
+const THREADS_HELP = "worker threads that hash and (de)compress chunks (default: one per core; 0 = on the main thread)";
+
+/** Repository.open's options from the command line (--threads). */
+function storeOpts(options: RepoOpt): { threads?: number } {
+  if (options.threads === undefined) return {};
+  const n = Number(options.threads);
+  if (!Number.isInteger(n) || n < 0 || n > 64) throw new InvalidArgumentError(`--threads ${options.threads}: expected a whole number from 0 to 64`);
+  return { threads: n };
 }
 
 function repoDir(options: RepoOpt): string {
@@ -101,7 +112,7 @@ function entryJson(e: PointEntry): Record<string, unknown> {
 }
 
 function formatCheck(r: CheckReport): string {
-  const lines = [`${r.clean ? "clean" : "NOT CLEAN"}: ${r.points} point(s), ${r.packs} pack(s), ${r.chunks} chunk(s) checked; garbage ${r.garbage.blobs} blob(s), ${r.garbage.partialPacks} unfinished pack(s) (prune reclaims them)`];
+  const lines = [`${r.clean ? "clean" : "NOT CLEAN"}: ${r.points} point(s), ${r.packs} pack(s), ${r.chunks} chunk(s) checked; garbage ${r.garbage.blobs} blob(s), ${r.garbage.partialPacks} unfinished pack(s), ${r.garbage.unfinishedIndexFiles} unfinished index file(s) (prune reclaims them)`];
   if (r.problems.length > 0) lines.push(formatTable(["KIND", "NAME", "PROBLEM"], r.problems.map((p) => [p.kind, p.name, p.reason])).trimEnd());
   for (const x of r.repaired) lines.push(`repaired: ${x}`);
   return lines.join("\n") + "\n";
@@ -120,6 +131,7 @@ export function registerBackup(program: Command): Command {
     .description("take a backup point of VM: group snapshot S1 (T1), RDMs from S1, quiesce + datastore snapshot S2 (T2), VMDKs from S2, revert to T1 from the array diff")
     .argument("<vm>", "VM name (as the hypervisor knows it)")
     .option("--repo <dir>", "backup repository (created if missing; default $SANBOX_REPO)")
+    .option("--threads <n>", THREADS_HELP)
     .option("--hypervisor <endpoint>", "hypervisor endpoint (default: $SANBOX_HYPERVISOR_ENDPOINT or the local one)")
     .option("--array <endpoint>", "array control endpoint (default: $SANBOX_ENDPOINT or the local array)")
     .option("--full", "read everything even when a base exists")
@@ -142,7 +154,7 @@ export function registerBackup(program: Command): Command {
         let chunkSize = options.chunkSize === undefined ? undefined : parseSize(options.chunkSize);
         // A new repository's chunk is the array's CBT granularity, so an incremental stores about what changed.
         if (chunkSize === undefined && !existsSync(join(dir, "repo.json"))) chunkSize = validChunkSize(facts.cbtGranularity) ? facts.cbtGranularity : DEFAULT_CHUNK_SIZE;
-        const repo = await Repository.open(dir, { create: true, ...(chunkSize !== undefined ? { chunkSize } : {}) });
+        const repo = await Repository.open(dir, { create: true, ...storeOpts(options), ...(chunkSize !== undefined ? { chunkSize } : {}) });
         const onProgress = (disk: string, phase: string, done: number, total: number): void => bar.update(phase, disk, done, total);
         const s = await interruptible((signal) => runBackup({ vm, repo, array, hypervisor: hv, revert: options.revert, full: options.full === true, parallel: Number(options.parallel), log, onProgress, signal }));
         bar.end();
@@ -161,7 +173,7 @@ export function registerBackup(program: Command): Command {
     .option("--vm <name>", "only this VM's points")
     .option("--json", "machine-readable output")
     .action(async (options: RepoOpt & { vm?: string }) => {
-      const repo = await Repository.open(repoDir(options));
+      const repo = await Repository.open(repoDir(options), storeOpts(options));
       const entries = (await repo.scan()).filter((e) => options.vm === undefined || e.point?.vm === options.vm || (e.point === undefined && e.id.startsWith(`${options.vm}-`)));
       print(options, entries.map(entryJson), () =>
         formatTable(
@@ -178,7 +190,7 @@ export function registerBackup(program: Command): Command {
     .option("--repo <dir>", "backup repository")
     .option("--json", "machine-readable output")
     .action(async (ref: string, options: RepoOpt) => {
-      const repo = await Repository.open(repoDir(options));
+      const repo = await Repository.open(repoDir(options), storeOpts(options));
       const p = await repo.get(ref);
       print(options, { ...p, disks: p.disks.map(({ s1Map: _m, ...d }) => d) }, () => {
         const rows = p.disks.map((d) => [d.name, d.slot, d.kind, formatSize(d.size), d.kind === "vmdk" ? (d.flatPath ?? "") : `${d.lunName ?? ""} ${d.naa ?? ""}`, formatSize(d.stats.bytesRead), formatSize(d.stats.bytesReverted)]);
@@ -196,11 +208,12 @@ export function registerBackup(program: Command): Command {
     .description("read and re-hash every chunk of a point; with --oracle (or when the point was taken under the dependent-write workload) also run the consistency oracle; exits 1 on failure")
     .argument("<point>", "point id, unique prefix, or VM@latest")
     .option("--repo <dir>", "backup repository")
+    .option("--threads <n>", THREADS_HELP)
     .option("--oracle", "run the consistency oracle even if the point does not record the dependent-write workload")
     .option("--no-oracle", "only re-hash the chunks")
     .option("--json", "machine-readable output")
     .action(async (ref: string, options: RepoOpt & { oracle?: boolean }) => {
-      const repo = await Repository.open(repoDir(options));
+      const repo = await Repository.open(repoDir(options), storeOpts(options));
       const p = await repo.get(ref);
       const v = await verifyPoint(repo, p, options.oracle !== undefined ? { oracle: options.oracle } : {});
       print(options, v, () => {
@@ -223,7 +236,7 @@ export function registerBackup(program: Command): Command {
     .option("--repo <dir>", "backup repository")
     .option("--json", "machine-readable output")
     .action(async (options: RepoOpt & { keep: string; vm?: string }) => {
-      const repo = await Repository.open(repoDir(options));
+      const repo = await Repository.open(repoDir(options), storeOpts(options));
       const r = await repo.prune(Number(options.keep), options.vm);
       const served = r.servedPoints.map((x) => `kept ${x.id}: it is being served by \`backup serve\` (process ${x.pids.join(", ")})\n`).join("");
       print(options, r, () => `${served}removed ${r.removedPoints.length} point(s), kept ${r.keptPoints.length}; freed ${r.freedChunks} chunks; ${r.deletedPacks} pack(s) deleted, ${r.rewrittenPacks} rewritten (${formatSize(r.freedBytes)} freed)\n`);
@@ -236,7 +249,7 @@ export function registerBackup(program: Command): Command {
     .option("--repo <dir>", "backup repository")
     .option("--json", "machine-readable output")
     .action(async (ref: string, options: RepoOpt) => {
-      const repo = await Repository.open(repoDir(options));
+      const repo = await Repository.open(repoDir(options), storeOpts(options));
       const id = await repo.deletePoint(ref);
       print(options, { deleted: id }, () => `deleted ${id} (its chunks go at the next prune)\n`);
     });
@@ -245,10 +258,11 @@ export function registerBackup(program: Command): Command {
     .command("check")
     .description("check the whole repository: pack trailers, index files, every live chunk's hash, every point; exits 0 when clean")
     .option("--repo <dir>", "backup repository")
+    .option("--threads <n>", THREADS_HELP)
     .option("--repair", "rebuild the index from verified copies, move chunks out of damaged packs, delete unreadable points")
     .option("--json", "machine-readable output")
     .action(async (options: RepoOpt & { repair?: boolean }) => {
-      const repo = await Repository.open(repoDir(options));
+      const repo = await Repository.open(repoDir(options), storeOpts(options));
       const r = await checkRepository(repo, { repair: options.repair === true });
       print(options, r, () => formatCheck(r));
       if (!r.clean) process.exitCode = 1;
@@ -259,10 +273,11 @@ export function registerBackup(program: Command): Command {
     .description("serve a point's disks read-only over NBD from the repository (one export per disk); prints the URIs, runs until SIGINT/SIGTERM")
     .argument("<point>", "point id, unique prefix, or VM@latest")
     .option("--repo <dir>", "backup repository")
+    .option("--threads <n>", THREADS_HELP)
     .option("--unix <path>", "listen on this Unix socket (default: under the temp directory)")
     .option("--port <n>", "listen on this TCP port (127.0.0.1) instead")
     .action(async (ref: string, options: RepoOpt & { unix?: string; port?: string }) => {
-      const repo = await Repository.open(repoDir(options));
+      const repo = await Repository.open(repoDir(options), storeOpts(options));
       const p = await repo.get(ref);
       // The shared hold first: from the moment a URI is printed, prune keeps the point and delete refuses it.
       const hold = await repo.holdPoint(p.id);
@@ -287,11 +302,12 @@ export function registerBackup(program: Command): Command {
     .requiredOption("--out <dir>", "output directory")
     .option("--format <fmt>", "raw | qcow2 | vmdk", "qcow2")
     .option("--repo <dir>", "backup repository")
+    .option("--threads <n>", THREADS_HELP)
     .option("--json", "machine-readable output")
     .option("--progress <mode>", PROGRESS_HELP, "auto")
     .action(async (ref: string, options: RepoOpt & { out: string; format: string; progress: string }) => {
       if (!["raw", "qcow2", "vmdk"].includes(options.format)) throw new InvalidArgumentError(`--format must be raw, qcow2 or vmdk, got ${options.format}`);
-      const repo = await Repository.open(repoDir(options));
+      const repo = await Repository.open(repoDir(options), storeOpts(options));
       const p = await repo.get(ref);
       await mkdir(options.out, { recursive: true });
       // Progress: how far into each disk qemu-img has read (it reads in order and skips holes).
@@ -363,12 +379,13 @@ export function registerRestore(program: Command): Command {
     .requiredOption("--to <target>", "FILE | NBD-URI | lun:NAME")
     .option("--disk <name>", "which disk (default: the point's only disk; required when it has several)")
     .option("--repo <dir>", "backup repository")
+    .option("--threads <n>", THREADS_HELP)
     .option("--array <endpoint>", "array control endpoint for --to lun:NAME")
     .option("--force", "overwrite an existing file, LUN or NBD export (refused without it)")
     .option("--json", "machine-readable output")
     .option("--progress <mode>", PROGRESS_HELP, "auto")
     .action(async (ref: string, options: RepoOpt & { to: string; disk?: string; array?: string; force?: boolean; progress: string }) => {
-      const repo = await Repository.open(repoDir(options));
+      const repo = await Repository.open(repoDir(options), storeOpts(options));
       const p = await repo.get(ref);
       let disk = options.disk;
       if (disk === undefined) {

@@ -19,7 +19,10 @@
  *    worker that dies fails only the job it held, with WorkerCrashedError, and
  *    is replaced on the next dispatch;
  *  - `close()` refuses new jobs (CancelledError), lets queued and running jobs
- *    finish, then terminates every worker; it resolves when all have exited.
+ *    finish, then terminates every worker; it resolves when all have exited;
+ *  - an idle worker does not keep the process alive (it is unref'd between
+ *    jobs), so a pool its owner never closes cannot hang the exit, while a
+ *    running job still can't be cut short by it.
  */
 import { Worker, type TransferListItem } from "node:worker_threads";
 import { CancelledError, InvalidArgumentError, WorkerCrashedError, WorkerJobError } from "../errors.js";
@@ -125,13 +128,16 @@ export class WorkerPool<J, R> {
       if (slot.job !== undefined) continue;
       const job = this.queue.shift() as Job;
       slot.job = job;
+      slot.worker.ref();
       slot.worker.postMessage({ id: job.id, job: job.payload }, [...job.transfer]);
       this.spaceWaiters.shift()?.();
     }
   }
 
   private spawn(i: number): Slot {
-    const worker = new Worker(this.code, { eval: true });
+    // The harness is CommonJS: a parent started with --input-type=module would make it an ES module.
+    const worker = new Worker(this.code, { eval: true, execArgv: process.execArgv.filter((a) => !a.startsWith("--input-type")) });
+    worker.unref();
     let exited!: () => void;
     const slot: Slot = { worker, job: undefined, lastError: undefined, exited: new Promise<void>((r) => (exited = r)) };
     this.slots[i] = slot;
@@ -139,6 +145,7 @@ export class WorkerPool<J, R> {
       const job = slot.job;
       if (job === undefined || job.id !== m.id) return;
       slot.job = undefined;
+      worker.unref();
       if (m.ok) job.resolve(m.result);
       else job.reject(new WorkerJobError(`${this.program.name} job failed: ${m.name}: ${m.message}`, m.name));
       this.settled();

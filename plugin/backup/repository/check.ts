@@ -40,8 +40,8 @@ export interface CheckReport {
   problems: CheckProblem[];
   /** What --repair did (empty without it). */
   repaired: string[];
-  /** Superseded or unreferenced blobs and leftover .partial packs: prune reclaims them. */
-  garbage: { blobs: number; partialPacks: number };
+  /** Superseded or unreferenced blobs, leftover .partial packs and index/.tmp-* files: prune reclaims them. */
+  garbage: { blobs: number; partialPacks: number; unfinishedIndexFiles: number };
 }
 
 interface Scan {
@@ -118,7 +118,7 @@ async function scanRepository(repo: Repository): Promise<Scan> {
     points: entries.length,
     problems,
     repaired: [],
-    garbage: { blobs: garbage, partialPacks: partial.length },
+    garbage: { blobs: garbage, partialPacks: partial.length, unfinishedIndexFiles: (await store.unfinishedIndexFiles()).length },
   };
   return { report, goodPacks, badPacks, goodLive, partial };
 }

@@ -26,27 +26,29 @@
  *    `.partial` to `.pack`, so a `.pack` file is always whole.
  *
  * Write API and parallelism: `putMany(chunks, {concurrency})` takes a batch;
- * each chunk is prepared (zero test, SHA-256, zstd) independently of the
- * others — that step is pure and is where worker threads would go — and only
- * the append into the pack is serialized. Callers should hand over batches
- * (ImageBuilder.finish does), not chunk by chunk.
+ * each chunk is prepared (zero test, SHA-256, zstd) by the codec
+ * (chunk-codec.ts: worker threads by default, the calling thread with
+ * `threads: 0`), independently of the others, and only the append into
+ * the pack is serialized. Reads decompress and verify through the same codec,
+ * from pack handles kept open between reads (pack-handles.ts). Callers should
+ * hand over batches (ImageBuilder.finish does), not chunk by chunk. `close()`
+ * stops the workers and closes the handles.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import { Compressor, Decompressor } from "zstd-napi";
 import { CorruptError, errorMessage } from "../../../src/errors.js";
+import { inlineCodec, workerCodec, type ChunkCodec } from "./chunk-codec.js";
 import { syncDir, writeFileSynced } from "./durable-fs.js";
 import { decodeIndex, encodeIndex, type IndexEntry } from "./index-format.js";
-import { encodePackHeader, encodePackTrailer, FLAG_ZSTD, PACK_ENTRY_SIZE, PACK_HEADER_SIZE, PACK_TAIL_SIZE, parsePackEntries, parsePackTail, type PackEntry } from "./pack-format.js";
+import { PackHandles } from "./pack-handles.js";
+import { encodePackHeader, encodePackTrailer, PACK_ENTRY_SIZE, PACK_HEADER_SIZE, PACK_TAIL_SIZE, parsePackEntries, parsePackTail, type PackEntry } from "./pack-format.js";
 
 const HASH = /^[0-9a-f]{64}$/;
 const PACK_ID = /^[0-9a-f]{32}$/;
 const INDEX_FILE = /^\d{13}-[0-9a-f]{8}\.idx$/;
 const DAMAGED_FILE = /^([0-9a-f]{64})-([0-9a-f]{32})-(\d+)$/;
 
-/** zstd level: measured in docs/backup.md (level 3 compresses as well as 6–9 on our data at 3–5× their speed). */
-export const ZSTD_LEVEL = 3;
 /** A pack is sealed once it reaches this size. */
 export const PACK_TARGET = 32 * 1024 * 1024;
 
@@ -70,19 +72,14 @@ export interface ChunkStoreStats {
 }
 
 export interface PutOptions {
-  /** Chunks prepared (hashed, compressed) at a time. */
+  /** Chunks prepared (hashed, compressed) at a time (default 4 per codec thread). */
   concurrency?: number;
 }
 
-export function sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-export function isZero(data: Buffer): boolean {
-  let i = 0;
-  for (; i + 8 <= data.length; i += 8) if (data.readBigUInt64LE(i) !== 0n) return false;
-  for (; i < data.length; i++) if (data[i] !== 0) return false;
-  return true;
+export interface ChunkStoreOptions {
+  packTarget?: number;
+  /** Worker threads for hashing and zstd (default: one per core); 0 runs them on the calling thread. */
+  threads?: number;
 }
 
 function damagedKey(hash: string, loc: ChunkLocation): string {
@@ -93,10 +90,21 @@ export function packPath(packsDir: string, id: string): string {
   return join(packsDir, id.slice(0, 2), `${id}.pack`);
 }
 
-/** A pack being appended to, under its `.partial` name. */
+/** Bytes a pack writer gathers before one write (appends are serialized, so one large write beats many small ones). */
+const WRITE_BUFFER = 4 * 1024 * 1024;
+
+/**
+ * A pack being appended to, under its `.partial` name. Blobs gather in a
+ * buffer and reach the file in writes of WRITE_BUFFER bytes; `buffered`
+ * serves reads of blobs not yet written, so a chunk stored a moment ago reads
+ * back like any other.
+ */
 class PackWriter {
   readonly entries: PackEntry[] = [];
   size = PACK_HEADER_SIZE;
+  private readonly buf = Buffer.allocUnsafe(WRITE_BUFFER);
+  /** File offset of buf[0]; buf holds [written, size). */
+  private written = PACK_HEADER_SIZE;
   private constructor(
     readonly id: string,
     readonly path: string,
@@ -113,11 +121,29 @@ class PackWriter {
   }
 
   async append(hash: Buffer, stored: Buffer, raw: number, flags: number): Promise<number> {
+    if (this.size - this.written + stored.length > WRITE_BUFFER) await this.flush();
     const offset = this.size;
+    if (stored.length > WRITE_BUFFER) {
+      await this.fh.write(stored, 0, stored.length, offset);
+      this.written = offset + stored.length;
+    } else stored.copy(this.buf, offset - this.written);
     this.size += stored.length;
-    await this.fh.write(stored, 0, stored.length, offset);
     this.entries.push({ hash, offset, stored: stored.length, raw, flags });
     return offset;
+  }
+
+  /** A copy of [offset, +length) if it is still in the buffer, else undefined (read the file). */
+  buffered(offset: number, length: number): Buffer | undefined {
+    if (offset < this.written || offset + length > this.size) return undefined;
+    return Buffer.from(this.buf.subarray(offset - this.written, offset - this.written + length));
+  }
+
+  private async flush(): Promise<void> {
+    const n = this.size - this.written;
+    if (n === 0) return;
+    // `written` moves only once the bytes are in the file: until then `buffered` serves them.
+    await this.fh.write(this.buf, 0, n, this.written);
+    this.written = this.size;
   }
 
   /** Writes the trailer, fsyncs, closes, and renames to the sealed name. A pack with no blobs is removed. */
@@ -127,6 +153,7 @@ class PackWriter {
       await rm(this.path, { force: true });
       return false;
     }
+    await this.flush();
     const trailer = encodePackTrailer(this.entries);
     await this.fh.write(trailer, 0, trailer.length, this.size);
     await this.fh.sync();
@@ -156,8 +183,7 @@ export class ChunkStore {
   private readonly dirtyDirs = new Set<string>();
   private readonly inflight = new Map<string, Promise<string>>();
   private appendQueue: Promise<unknown> = Promise.resolve();
-  private readonly compressor = new Compressor();
-  private readonly decompressor = new Decompressor();
+  private readonly handles: PackHandles;
   readonly packsDir: string;
   readonly indexDir: string;
   readonly damagedDir: string;
@@ -166,16 +192,18 @@ export class ChunkStore {
     readonly dir: string,
     readonly chunkSize: number,
     private readonly packTarget: number,
+    private readonly codec: ChunkCodec,
   ) {
     this.packsDir = join(dir, "packs");
     this.indexDir = join(dir, "index");
     this.damagedDir = join(dir, "damaged");
-    this.compressor.setParameters({ compressionLevel: ZSTD_LEVEL });
+    this.handles = new PackHandles((id) => this.openPack(id));
   }
 
   /** Opens the store of the repository at `dir`: loads the damaged list and every index file. */
-  static async open(dir: string, chunkSize: number, opts: { packTarget?: number } = {}): Promise<ChunkStore> {
-    const s = new ChunkStore(dir, chunkSize, opts.packTarget ?? PACK_TARGET);
+  static async open(dir: string, chunkSize: number, opts: ChunkStoreOptions = {}): Promise<ChunkStore> {
+    const codec = opts.threads === 0 ? inlineCodec() : workerCodec(opts.threads);
+    const s = new ChunkStore(dir, chunkSize, opts.packTarget ?? PACK_TARGET, codec);
     for (const d of [s.packsDir, s.indexDir, s.damagedDir]) await mkdir(d, { recursive: true });
     await s.refresh();
     return s;
@@ -242,14 +270,16 @@ export class ChunkStore {
     const worker = async (): Promise<void> => {
       for (let i = next++; i < chunks.length; i = next++) out[i] = await this.putOne(chunks[i] as Buffer);
     };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.concurrency ?? 4, chunks.length)) }, worker));
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.concurrency ?? 16, chunks.length)) }, worker));
     return out;
   }
 
+  /** `data` is consumed: the codec may move it to a worker thread. */
   private async putOne(data: Buffer): Promise<string | null> {
-    const chunk = data.length === this.chunkSize ? data : padTo(data, this.chunkSize);
-    if (isZero(chunk)) return null;
-    const hash = sha256(chunk);
+    const raw = data.length;
+    const packed = await this.codec.pack(raw === this.chunkSize ? data : padTo(data, this.chunkSize));
+    if (packed === null) return null;
+    const hash = packed.hash;
     if (this.index.has(hash)) {
       this.stats.deduplicated++;
       return hash;
@@ -259,7 +289,7 @@ export class ChunkStore {
       this.stats.deduplicated++;
       return running;
     }
-    const p = this.storeNew(hash, chunk);
+    const p = this.append(hash, packed.stored, packed.flags);
     this.inflight.set(hash, p);
     try {
       return await p;
@@ -268,23 +298,20 @@ export class ChunkStore {
     }
   }
 
-  /** Compresses and appends `chunk` (raw when zstd does not save ≥ 1/64), whatever the index holds. */
-  private async storeNew(hash: string, chunk: Buffer): Promise<string> {
-    const z = this.compressor.compress(chunk);
-    const useZ = z.length < chunk.length - (chunk.length >> 6);
-    const stored = useZ ? z : Buffer.from(chunk);
-    const flags = useZ ? FLAG_ZSTD : 0;
+  /** Appends a packed chunk (chunk-codec.ts), whatever the index holds. */
+  private async append(hash: string, stored: Buffer, flags: number): Promise<string> {
+    const raw = this.chunkSize;
     await this.serialAppend(async () => {
       if (this.writer !== undefined && this.writer.size + stored.length > this.packTarget) await this.sealWriter();
       this.writer ??= await PackWriter.create(this.packsDir);
       const w = this.writer;
-      const offset = await w.append(Buffer.from(hash, "hex"), stored, chunk.length, flags);
-      const loc: ChunkLocation = { pack: w.id, offset, stored: stored.length, raw: chunk.length, flags };
+      const offset = await w.append(Buffer.from(hash, "hex"), stored, raw, flags);
+      const loc: ChunkLocation = { pack: w.id, offset, stored: stored.length, raw, flags };
       this.index.set(hash, loc);
       this.pending.push([hash, loc]);
     });
     this.stats.stored++;
-    this.stats.storedBytes += chunk.length;
+    this.stats.storedBytes += raw;
     this.stats.packedBytes += stored.length;
     return hash;
   }
@@ -358,38 +385,38 @@ export class ChunkStore {
 
   /** Reads, decompresses and re-hashes one copy; CorruptError on any mismatch. Does not record damage. */
   async readAt(hash: string, loc: ChunkLocation): Promise<Buffer> {
-    const stored = Buffer.alloc(loc.stored);
-    const path = packPath(this.packsDir, loc.pack);
-    let fh: FileHandle;
+    let stored = this.writer?.id === loc.pack ? this.writer.buffered(loc.offset, loc.stored) : undefined;
+    if (stored === undefined) {
+      const into = Buffer.allocUnsafe(loc.stored);
+      await this.handles.use(loc.pack, async (fh) => {
+        const { bytesRead } = await fh.read(into, 0, loc.stored, loc.offset);
+        if (bytesRead !== loc.stored) throw new CorruptError(`pack ${loc.pack} is truncated (${bytesRead} of ${loc.stored} bytes at ${loc.offset})`);
+      });
+      stored = into;
+    }
+    if (loc.raw !== this.chunkSize) throw new CorruptError(`holds ${loc.raw} bytes, expected ${this.chunkSize}`);
+    return this.codec.unpack(stored, { hash, raw: loc.raw, flags: loc.flags });
+  }
+
+  private async openPack(id: string): Promise<FileHandle> {
+    const path = packPath(this.packsDir, id);
     try {
-      fh = await open(path, "r");
+      return await open(path, "r");
     } catch (e: unknown) {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-      try {
-        // Still being appended to by this process.
-        fh = await open(`${path}.partial`, "r");
-      } catch {
-        throw new CorruptError(`pack ${loc.pack} is missing`);
-      }
     }
     try {
-      const { bytesRead } = await fh.read(stored, 0, loc.stored, loc.offset);
-      if (bytesRead !== loc.stored) throw new CorruptError(`pack ${loc.pack} is truncated (${bytesRead} of ${loc.stored} bytes at ${loc.offset})`);
-    } finally {
-      await fh.close();
+      // Still being appended to by this process.
+      return await open(`${path}.partial`, "r");
+    } catch {
+      throw new CorruptError(`pack ${id} is missing`);
     }
-    let raw: Buffer;
-    if ((loc.flags & FLAG_ZSTD) !== 0) {
-      try {
-        raw = this.decompressor.decompress(stored);
-      } catch (e: unknown) {
-        throw new CorruptError(`does not decompress (${errorMessage(e)})`);
-      }
-    } else raw = stored;
-    if (raw.length !== loc.raw || raw.length !== this.chunkSize) throw new CorruptError(`holds ${raw.length} bytes, expected ${loc.raw}`);
-    const actual = sha256(raw);
-    if (actual !== hash) throw new CorruptError(`hashes to ${actual}`);
-    return raw;
+  }
+
+  /** Stops the codec's workers and closes the pack handles. Stored chunks are not synced: call sync() first. */
+  async close(): Promise<void> {
+    await this.handles.closeAll();
+    await this.codec.close();
   }
 
   /** Records that this copy of `hash` is bad: the next put of that content stores a new copy. */
@@ -426,6 +453,11 @@ export class ChunkStore {
       }
     }
     return { packs, partial };
+  }
+
+  /** Index files a killed process left half-written (`index/.tmp-*`): garbage that prune's index compaction removes. */
+  async unfinishedIndexFiles(): Promise<string[]> {
+    return (await readdir(this.indexDir).catch(() => [] as string[])).filter((f) => f.startsWith(".tmp-"));
   }
 
   /** A sealed pack's trailer, checked (CorruptError when it is damaged). */
@@ -480,6 +512,7 @@ export class ChunkStore {
   async deletePack(id: string): Promise<number> {
     const path = packPath(this.packsDir, id);
     const size = (await stat(path).catch(() => ({ size: 0 }))).size;
+    this.handles.forget(id);
     await rm(path, { force: true });
     this.dirtyDirs.add(join(this.packsDir, id.slice(0, 2)));
     return size;
@@ -487,7 +520,8 @@ export class ChunkStore {
 
   /** Copies `hash` (verified) into a new pack even though the index knows it (prune's rewrite). */
   async rewrite(hash: string): Promise<void> {
-    await this.storeNew(hash, await this.get(hash, "prune rewrite"));
+    const packed = await this.codec.pack(await this.get(hash, "prune rewrite"));
+    if (packed !== null) await this.append(hash, packed.stored, packed.flags);
   }
 }
 

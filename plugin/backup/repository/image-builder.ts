@@ -19,6 +19,14 @@
  * last chunk are kept zero, so a grow reads zeros. Operations run one at a
  * time in call order (an internal queue), so callers may issue them
  * concurrently.
+ *
+ * A write that covers a whole chunk hands it to the store at once and goes
+ * on: up to `maxStoring` puts run behind the queue (the store hashes and
+ * compresses them on worker threads), so reading the source and storing
+ * overlap instead of taking turns. A put's hash lands in the overlay only if
+ * nothing changed that chunk since (a per-chunk ticket); an operation that
+ * needs the chunk's bytes again waits for its put and reloads it by hash. The
+ * first failed put fails the next operation and `finish()`.
  */
 import { InvalidArgumentError } from "../../../src/errors.js";
 import type { ChunkStore } from "./chunk-store.js";
@@ -46,6 +54,10 @@ export class ImageBuilder implements ImageSink {
   private floor: number;
   private bytes: number;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Chunk number → its put in flight (the ticket is the promise itself). */
+  private readonly storing = new Map<number, Promise<void>>();
+  private readonly storingSpace: (() => void)[] = [];
+  private failure: Error | undefined;
   /** Bytes written or zeroed through this builder. */
   bytesWritten = 0;
 
@@ -53,6 +65,7 @@ export class ImageBuilder implements ImageSink {
     private readonly store: ChunkStore,
     base: DiskMap | undefined,
     private readonly maxDirty = 64,
+    private readonly maxStoring = 64,
   ) {
     if (base !== undefined && base.chunkSize !== store.chunkSize) throw new InvalidArgumentError(`base map chunk size ${base.chunkSize} differs from the repository's ${store.chunkSize}`);
     this.base = base ?? DiskMap.empty(store.chunkSize);
@@ -69,7 +82,10 @@ export class ImageBuilder implements ImageSink {
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const p = this.queue.then(fn);
+    const p = this.queue.then(() => {
+      if (this.failure !== undefined) throw this.failure;
+      return fn();
+    });
     this.queue = p.catch(() => undefined);
     return p;
   }
@@ -96,6 +112,7 @@ export class ImageBuilder implements ImageSink {
       const n = Math.ceil(size / this.cs);
       if (size < this.bytes) {
         for (const i of [...this.dirty.keys()]) if (i >= n) this.dirty.delete(i);
+        for (const i of [...this.storing.keys()]) if (i >= n) this.storing.delete(i);
         for (const i of [...this.overlay.keys()]) if (i >= n) this.overlay.delete(i);
         this.floor = Math.min(this.floor, n);
         const tail = size % this.cs;
@@ -111,6 +128,8 @@ export class ImageBuilder implements ImageSink {
     return this.serial(async () => {
       const pending = [...this.dirty.keys()];
       for (let at = 0; at < pending.length; at += BATCH) await this.evict(pending.slice(at, at + BATCH));
+      await Promise.all(this.storing.values());
+      if (this.failure !== undefined) throw this.failure;
       return this.merged();
     });
   }
@@ -161,15 +180,49 @@ export class ImageBuilder implements ImageSink {
       const whole = at === 0 && (len === this.cs || (i * this.cs + len >= this.bytes && i === lastChunk));
       if (zeroing && whole) {
         this.dirty.delete(i);
+        this.storing.delete(i);
         this.overlay.set(i, null);
-      } else if (zeroing && this.hashOf(i) === null && !this.dirty.has(i)) {
-        // Already zero.
+      } else if (!zeroing && whole && len === this.cs) {
+        // The write covers the chunk: store it now, beside the next operations.
+        this.dirty.delete(i);
+        const buf = Buffer.allocUnsafeSlow(this.cs);
+        fn(buf, 0, pos - offset, len);
+        await this.storeBehind(i, buf);
       } else {
-        const buf = whole && !this.dirty.has(i) ? await this.fresh(i) : await this.load(i);
-        fn(buf, at, pos - offset, len);
+        await this.settle(i);
+        if (zeroing && this.hashOf(i) === null && !this.dirty.has(i)) {
+          // Already zero.
+        } else {
+          const buf = whole && !this.dirty.has(i) ? await this.fresh(i) : await this.load(i);
+          fn(buf, at, pos - offset, len);
+        }
       }
       pos += len;
     }
+  }
+
+  /** Puts chunk i without waiting for it; waits only while `maxStoring` puts are already running. */
+  private async storeBehind(i: number, buf: Buffer): Promise<void> {
+    while (this.storing.size >= this.maxStoring) await new Promise<void>((r) => this.storingSpace.push(r));
+    const ticket: Promise<void> = this.store.put(buf).then(
+      (hash) => {
+        if (this.storing.get(i) === ticket) this.overlay.set(i, hash);
+      },
+      (e: unknown) => {
+        this.failure ??= e instanceof Error ? e : new Error(String(e));
+      },
+    ).finally(() => {
+      if (this.storing.get(i) === ticket) this.storing.delete(i);
+      this.storingSpace.shift()?.();
+    });
+    this.storing.set(i, ticket);
+  }
+
+  /** Waits for chunk i's put, if one runs, so its hash is in the overlay. */
+  private async settle(i: number): Promise<void> {
+    const p = this.storing.get(i);
+    if (p !== undefined) await p;
+    if (this.failure !== undefined) throw this.failure;
   }
 
   private async fresh(i: number): Promise<Buffer> {
@@ -180,6 +233,7 @@ export class ImageBuilder implements ImageSink {
   }
 
   private async load(i: number): Promise<Buffer> {
+    await this.settle(i);
     const have = this.dirty.get(i);
     if (have) return have;
     await this.makeRoom();

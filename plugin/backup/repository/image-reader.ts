@@ -14,6 +14,9 @@ import type { Extent } from "../../../src/extents/index.js";
 import type { ChunkStore } from "./chunk-store.js";
 import type { DiskMap } from "./disk-map.js";
 
+/** Chunks one read fetches at once. */
+const READ_AHEAD = 16;
+
 export class ImageReader {
   private readonly cache = new Map<number, Promise<Buffer>>();
 
@@ -32,6 +35,7 @@ export class ImageReader {
       throw new InvalidArgumentError(`read [${offset}, +${length}) is outside the image (${this.size} bytes)`);
     }
     const out = Buffer.alloc(length);
+    const pieces: { i: number; hash: string; pos: number; at: number; len: number }[] = [];
     for (const e of this.map.allocatedIn(offset, length)) {
       const cs = this.map.chunkSize;
       for (let pos = e.offset; pos < e.offset + e.length; ) {
@@ -39,10 +43,20 @@ export class ImageReader {
         const at = pos - i * cs;
         const len = Math.min(cs - at, e.offset + e.length - pos);
         const hash = this.map.hashOf(i);
-        if (hash !== null) (await this.chunk(i, hash)).copy(out, pos - offset, at, at + len);
+        if (hash !== null) pieces.push({ i, hash, pos, at, len });
         pos += len;
       }
     }
+    // Chunks are fetched side by side (the store's codec verifies several at once), at most READ_AHEAD at a time.
+    let next = 0;
+    const fetcher = async (): Promise<void> => {
+      for (let k = next++; k < pieces.length; k = next++) {
+        const p = pieces[k] as (typeof pieces)[number];
+        (await this.chunk(p.i, p.hash)).copy(out, p.pos - offset, p.at, p.at + p.len);
+      }
+    };
+    const results = await Promise.allSettled(Array.from({ length: Math.min(READ_AHEAD, pieces.length) }, fetcher));
+    for (const r of results) if (r.status === "rejected") throw r.reason;
     return out;
   }
 

@@ -49,7 +49,7 @@ import { join } from "node:path";
 import { CorruptError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnsupportedError, errorMessage } from "../../../src/errors.js";
 import { stopAt } from "../../../src/failpoints.js";
 import { parsePoint, type BackupPoint, type PointDisk } from "./catalog.js";
-import { ChunkStore } from "./chunk-store.js";
+import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.js";
 import { decodeDiskMap, encodeDiskMap, validChunkSize, type DiskMap } from "./disk-map.js";
 import { syncDir, writeFileAtomic, writeFileSynced } from "./durable-fs.js";
 import { ImageBuilder } from "./image-builder.js";
@@ -68,6 +68,8 @@ export interface RepositoryOptions {
   chunkSize?: number;
   /** Seal packs at this size (tests use small packs). */
   packTarget?: number;
+  /** Worker threads for hashing and zstd (chunk-store.ts; default one per core, 0 = the calling thread). */
+  threads?: number;
 }
 
 export interface Lock {
@@ -118,7 +120,9 @@ export class Repository {
     } catch {
       text = undefined;
     }
-    const storeOpts = opts.packTarget !== undefined ? { packTarget: opts.packTarget } : {};
+    const storeOpts: ChunkStoreOptions = {};
+    if (opts.packTarget !== undefined) storeOpts.packTarget = opts.packTarget;
+    if (opts.threads !== undefined) storeOpts.threads = opts.threads;
     if (text === undefined) {
       if (opts.create !== true) throw new NotFoundError(`${dir} is not a backup repository (no repo.json)`);
       const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
@@ -151,6 +155,11 @@ export class Repository {
     if (o["hash"] !== "sha256" || o["compression"] !== "zstd") throw new CorruptError(`${dir}/repo.json: unknown hash or compression`);
     for (const d of ["points", "tmp", "locks"]) await mkdir(join(dir, d), { recursive: true });
     return new Repository(dir, cs, id, await ChunkStore.open(dir, cs, storeOpts));
+  }
+
+  /** Stops the chunk store's worker threads and closes its pack handles (committed data needs nothing more). */
+  close(): Promise<void> {
+    return this.chunks.close();
   }
 
   /**

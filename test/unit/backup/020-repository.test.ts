@@ -43,6 +43,8 @@ type Op = { kind: "write"; at: number; len: number; byte: number } | { kind: "ze
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("write" as const), at: fc.nat(6 * CS), len: fc.integer({ min: 1, max: 3 * CS }), byte: fc.integer({ min: 1, max: 255 }) }),
+  // Whole, aligned chunks: the path that stores behind the queue.
+  fc.record({ kind: fc.constant("write" as const), at: fc.nat(6).map((k) => k * CS), len: fc.integer({ min: 1, max: 3 }).map((k) => k * CS), byte: fc.integer({ min: 1, max: 255 }) }),
   fc.record({ kind: fc.constant("zero" as const), at: fc.nat(6 * CS), len: fc.integer({ min: 1, max: 3 * CS }) }),
   fc.record({ kind: fc.constant("resize" as const), size: fc.nat(8 * CS) }),
 );
@@ -53,17 +55,23 @@ describe("backup repository", () => {
     try {
       const repo = await Repository.open(tmp.dir, { create: true, chunkSize: CS });
       await fc.assert(
-        fc.asyncProperty(fc.array(opArb, { maxLength: 12 }), fc.array(opArb, { maxLength: 12 }), fc.integer({ min: 1, max: 4 }), async (first, second, maxDirty) => {
+        fc.asyncProperty(fc.array(opArb, { maxLength: 12 }), fc.array(opArb, { maxLength: 12 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 }), fc.boolean(), async (first, second, maxDirty, maxStoring, together) => {
           let model = Buffer.alloc(0);
           let base: DiskMap | undefined;
           for (const ops of [first, second]) {
-            const img = new ImageBuilder(repo.chunks, base, maxDirty);
+            const img = new ImageBuilder(repo.chunks, base, maxDirty, maxStoring);
+            // `together`: every operation issued before any settles, as copyExtents does.
+            const issued: Promise<void>[] = [];
+            const run = async (p: Promise<void>): Promise<void> => {
+              if (together) issued.push(p);
+              else await p;
+            };
             for (const op of ops) {
               if (op.kind === "resize") {
                 const next = Buffer.alloc(op.size);
                 model.copy(next, 0, 0, Math.min(model.length, op.size));
                 model = next;
-                await img.resize(op.size);
+                await run(img.resize(op.size));
                 continue;
               }
               const at = Math.min(op.at, model.length);
@@ -71,12 +79,13 @@ describe("backup repository", () => {
               if (len === 0) continue;
               if (op.kind === "write") {
                 model.fill(op.byte, at, at + len);
-                await img.write(at, Buffer.alloc(len, op.byte));
+                await run(img.write(at, Buffer.alloc(len, op.byte)));
               } else {
                 model.fill(0, at, at + len);
-                await img.zero(at, len);
+                await run(img.zero(at, len));
               }
             }
+            await Promise.all(issued);
             base = await img.finish();
             const reader = new ImageReader(repo.chunks, base);
             expect(reader.size).toBe(model.length);
