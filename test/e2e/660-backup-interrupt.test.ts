@@ -135,6 +135,33 @@ describe("SIGINT/SIGTERM during backup run, restore and backup export", () => {
     await expectNothingLeft("after the run following a double SIGINT");
   });
 
+  it("a run halted at a failpoint stops at the first SIGINT/SIGTERM too: 130 / 143, nothing left, the VM resumed", async () => {
+    for (const [stop, sig, code] of [["after-s1", "SIGINT", 130], ["in-quiesce", "SIGTERM", 143]] as const) {
+      const child = spawnBackup(backupArgs(), { SANBOX_LOG: "warn", SANBOX_FAILPOINTS: stop });
+      let stderr = "";
+      await new Promise<void>((res, rej) => {
+        child.stderr.on("data", (b: Buffer) => {
+          stderr += b.toString();
+          if (stderr.includes(`failpoint ${stop}`)) res();
+        });
+        void child.then(() => rej(new Error(`backup exited before failpoint ${stop}: ${stderr}`)));
+      });
+      const sentAt = Date.now();
+      child.kill(sig);
+      const r = await child;
+      expect(r.exitCode, `${stop}: ${stderr}`).toBe(code);
+      expect(Date.now() - sentAt, `${stop}: took too long`).toBeLessThan(3000);
+      expect(stderr).not.toContain("again: exiting now");
+      expect(stderr).toMatch(/cleaned up: .*snapshot sanbox-backup-/);
+      await expectNothingLeft(`after ${sig} at ${stop}`);
+      // Quiesced VMs acknowledge nothing: the workload moving on means the stop resumed it.
+      const seq = (await fx.hvc.getWorkloadStatus({ vm: "vm1" })).acknowledgedSeq;
+      const deadline = Date.now() + 5000;
+      while ((await fx.hvc.getWorkloadStatus({ vm: "vm1" })).acknowledgedSeq === seq && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+      expect((await fx.hvc.getWorkloadStatus({ vm: "vm1" })).acknowledgedSeq, `${stop}: the VM stays quiesced`).toBeGreaterThan(seq);
+    }
+  });
+
   it("restore: SIGTERM in the middle of writing to a slowed NBD target exits 143 within 3 s; the next restore works", async () => {
     const lun = await fx.rpc.createLun({ name: "restore-target", sizeBytes: RDM_SIZE });
     const exp = await fx.rpc.createExport({ lunId: lun.lunId });
