@@ -21,8 +21,9 @@ import { collect } from "../src/rpc/client.js";
 import { allPages } from "../src/rpc/paging.js";
 import { v1 } from "../src/rpc/proto.js";
 import type { Decoded } from "../src/rpc/service.js";
-import { formatSize, parseSize } from "../src/size.js";
+import { formatSize, wholeBlocks } from "../src/size.js";
 import { defaultEndpoint } from "./array-paths.js";
+import { sizeArg, type SizeArg } from "./size-arg.js";
 import { formatTable } from "./table.js";
 
 interface Common {
@@ -269,10 +270,11 @@ function registerLun(program: Command): void {
   const lun = program.command("lun").description("create, inspect, resize, delete and map LUNs");
   withCommon(lun.command("create").description("create a thin LUN (idempotent on name)"))
     .argument("<name>")
-    .argument("<size>", "size, e.g. 10G")
-    .action(async (name: string, size: string, opts: Common) =>
+    .argument("<size>", "size, e.g. 10G (a bare number is bytes; a multiple of the array's block size)", sizeArg)
+    .action(async (name: string, size: SizeArg, opts: Common) =>
       using(opts, async (c) => {
-        const l = await c.createLun({ name, sizeBytes: parseSize(size) });
+        // The array rounds a size up to its block size (contract); a person gets told instead.
+        const l = await c.createLun({ name, sizeBytes: wholeBlocks(size.text, size.bytes, (await c.getArrayInfo({})).blockSizeBytes, "the array") });
         print(opts, lunJson(l), () => lunRows([l]));
       }),
     );
@@ -304,10 +306,11 @@ function registerLun(program: Command): void {
     );
   withCommon(lun.command("resize").description("grow or shrink a LUN"))
     .argument("<lun>")
-    .argument("<size>")
-    .action(async (ref: string, size: string, opts: Common) =>
+    .argument("<size>", "new size (a bare number is bytes; a multiple of the LUN's block size)", sizeArg)
+    .action(async (ref: string, size: SizeArg, opts: Common) =>
       using(opts, async (c) => {
-        const l = await c.resizeLun({ lunId: (await lunByRef(c, ref)).lunId, sizeBytes: parseSize(size) });
+        const lun = await lunByRef(c, ref);
+        const l = await c.resizeLun({ lunId: lun.lunId, sizeBytes: wholeBlocks(size.text, size.bytes, lun.blockSizeBytes, `LUN ${lun.name}`) });
         print(opts, lunJson(l), () => lunRows([l]));
       }),
     );

@@ -16,12 +16,12 @@ import type { TlsMode } from "../src/nbd/server-options.js";
 import { SingleExportProvider } from "../src/nbd/single-export.js";
 import { loadPskFile, type PskTable } from "../src/nbd/tls-psk.js";
 import { formatNbdUri } from "../src/nbd/uri.js";
-import { parseSize } from "../src/size.js";
 import { waitForStopSignal } from "./run.js";
+import { sizeArg, type SizeArg } from "./size-arg.js";
 
 interface ServeOptions {
-  memory?: string;
-  size?: string;
+  memory?: SizeArg;
+  size?: SizeArg;
   unix?: string;
   port?: string;
   host: string;
@@ -38,8 +38,8 @@ export function registerNbd(program: Command): void {
     .command("serve")
     .description("serve a sparse memory disk or a raw file over NBD until SIGINT/SIGTERM; prints the NBD URI on stdout")
     .argument("[file]", "raw image file to serve (created sparse with --size if missing)")
-    .option("--memory <size>", "serve a sparse memory disk of this size (e.g. 1G)")
-    .option("--size <size>", "with FILE: create or extend the file to this size")
+    .option("--memory <size>", "serve a sparse memory disk of this size (e.g. 1G; a bare number is bytes)", sizeArg)
+    .option("--size <size>", "with FILE: create or extend the file to this size", sizeArg)
     .option("--unix <path>", "listen on this Unix socket (default: a socket under the temp directory)")
     .option("--port <n>", "listen on this TCP port instead (0 picks a free one)")
     .option("--host <addr>", "TCP address to bind", "127.0.0.1")
@@ -61,10 +61,10 @@ async function serve(file: string | undefined, opts: ServeOptions): Promise<void
 
   let backend: NbdBackend;
   if (opts.memory !== undefined) {
-    backend = new MemoryBackend(parseSize(opts.memory), { readOnly: opts.readonly ?? false });
+    backend = new MemoryBackend(opts.memory.bytes, { readOnly: opts.readonly ?? false });
   } else {
     const readOnly = opts.readonly ?? false;
-    backend = await FileBackend.open(file ?? "", opts.size !== undefined ? { readOnly, create: true, size: parseSize(opts.size) } : { readOnly });
+    backend = await FileBackend.open(file ?? "", opts.size !== undefined ? { readOnly, create: true, size: opts.size.bytes } : { readOnly });
   }
 
   const server = new NbdServer({ provider: new SingleExportProvider(backend, opts.export), tls, ...(psk ? { psk } : {}), log });

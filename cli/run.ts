@@ -7,7 +7,8 @@
  *
  * Commander decides usage errors per command, so the exit override and the
  * output routing are applied to every command of the tree before parsing, not
- * only to the root. Under `--json` an error is also a JSON document on stdout,
+ * only to the root; so is the rule that a negative <size> is a usage error, not
+ * an unknown option (cli/size-arg.ts). Under `--json` an error is also a JSON document on stdout,
  * `{"error":{"code":…,"message":…}}`, with the same exit code, so a script that
  * parses stdout always gets JSON.
  *
@@ -21,6 +22,7 @@
 import type { Command } from "commander";
 import { InterruptedError, SanboxError } from "../src/errors.js";
 import type { Logger } from "../src/log.js";
+import { negativeSizesAreUsageErrors } from "./size-arg.js";
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, TOOL_MISSING: 3, SIGINT: 130, SIGTERM: 143 } as const;
 
@@ -64,6 +66,7 @@ export function applyEverywhere(command: Command, exit: (code: number) => never 
     reportJson("INVALID_ARGUMENT", err.message.replace(/^error: /, ""));
     exit(EXIT.USAGE);
   });
+  negativeSizesAreUsageErrors(command);
   command.showHelpAfterError();
   command.configureOutput({ writeErr: (s) => process.stderr.write(s) });
   for (const sub of command.commands) applyEverywhere(sub, exit);

@@ -10,7 +10,8 @@
  *    the daemon starts (simulator/array/faults/), never as branches inside them.
  *  - a *stop* halts a process at one step of its work: the process reaching
  *    `stopAt(name)` prints "failpoint NAME" on stderr and waits there to be
- *    killed, so crash tests kill -9 at an exact point (bbolt's pattern).
+ *    killed, so crash tests kill -9 at an exact point (bbolt's pattern); a
+ *    SIGINT/SIGTERM stops it as it stops the work around it.
  *
  * The variable is read once per process; an unknown name is an error naming
  * the known ones, never a silent no-op. Without the variable `stopAt` is one
@@ -68,9 +69,25 @@ export function activeFaults(): ReadonlySet<FaultName> {
   return new Set([...activeFailpoints()].filter((n): n is FaultName => FAILPOINTS[n].kind === "fault"));
 }
 
-/** Halt here if the stop `name` is active: announce it on stderr and wait to be killed. */
-export async function stopAt(name: StopName): Promise<void> {
+/**
+ * Halt here if the stop `name` is active: announce it on stderr and wait to be
+ * killed. A halted process is still a process a person can stop: when
+ * `signal` aborts (the CLI's first SIGINT/SIGTERM), the wait rejects with its
+ * reason, so the caller cleans up and the command exits 130 / 143 as it would
+ * anywhere else; without a signal it waits for the kill.
+ */
+export async function stopAt(name: StopName, signal?: AbortSignal): Promise<void> {
   if (!activeFailpoints().has(name)) return;
   process.stderr.write(`failpoint ${name}\n`);
-  await new Promise<never>(() => undefined);
+  // A pending promise alone keeps no process alive: Node would exit 13 (an unsettled top-level await) with nothing to wait for.
+  const alive = setInterval(() => undefined, 2 ** 30);
+  try {
+    await new Promise<never>((_, reject) => {
+      if (signal === undefined) return;
+      if (signal.aborted) reject(signal.reason as Error);
+      signal.addEventListener("abort", () => reject(signal.reason as Error), { once: true });
+    });
+  } finally {
+    clearInterval(alive);
+  }
 }

@@ -3,13 +3,14 @@
  * reaches a storage array (DESIGN.md, "How a vendor integrates", door 2). The
  * gRPC ArrayService client is only the default implementation
  * (grpc-array-driver.ts); a vendor whose array has its own REST API implements
- * these eleven methods and the plugin, its tests and its oracle work unchanged.
+ * these twelve methods and the plugin, its tests and its oracle work unchanged.
  *
  * What the plugin needs, and nothing more:
  *
  *   facts()                  block size, group snapshots, CBT granularity
  *   findLun({id|name|naa})   LUN lookup; an RDM mapping names its LUN by NAA id
  *   createLun(name, size)    restore to a new LUN
+ *   deleteLun(id)            an interrupted or failed restore removes the LUN it made
  *   createSnapshot(name, luns)  one LUN: a snapshot; several: an atomic,
  *                            write-order consistent group snapshot (or fail)
  *   deleteSnapshot(set)      a snapshot, or a group with all its members
@@ -71,6 +72,8 @@ export interface ArrayDriver {
   facts(): Promise<ArrayFacts>;
   findLun(ref: { id?: string; name?: string; naa?: string }): Promise<LunInfo>;
   createLun(name: string, sizeBytes: number): Promise<LunInfo>;
+  /** Deletes a LUN with no snapshots, mappings or exports left; a LUN that is gone already is success (contract: idempotent). */
+  deleteLun(lunId: string): Promise<void>;
   createSnapshot(name: string, lunIds: readonly string[]): Promise<SnapshotSet>;
   deleteSnapshot(set: { groupId: string; members: readonly { id: string }[] }): Promise<void>;
   listSnapshots(lunId: string): Promise<SnapshotInfo[]>;

@@ -55,6 +55,10 @@ export class GrpcArrayDriver implements ArrayDriver {
     return lunInfo(await this.client.createLun({ name, sizeBytes }));
   }
 
+  async deleteLun(lunId: string): Promise<void> {
+    await this.client.deleteLun({ lunId });
+  }
+
   async createSnapshot(name: string, lunIds: readonly string[]): Promise<SnapshotSet> {
     if (lunIds.length > 1 && !(await this.facts()).groupSnapshots) throw new UnsupportedError("the array does not offer group snapshots, so an RDM and its datastore cannot be cut at one point in time");
     const r = await this.client.createSnapshot({ name, lunIds: [...lunIds] });

@@ -18,7 +18,13 @@
  *    no other way to make it read zeros;
  *  - a stop (`signal` aborted) starts no new copy; the partial file restore
  *    created is removed, the LUN export it opened deleted, and every step
- *    of that is reported through `log`, before the signal's reason is thrown.
+ *    of that is reported through `log`, before the signal's reason is thrown;
+ *  - a LUN this restore created itself is deleted when the restore does not
+ *    finish (a stop or a failure), after its export: a half-written LUN
+ *    under the name the user asked for would pass for a restored disk. A LUN
+ *    that existed before (only reachable with --force) is never deleted,
+ *    only reported as partly written. What was cleaned is one `log.warn`
+ *    line, "cleaned up: …", as `backup run` prints it.
  */
 import { open, rm, stat, truncate } from "node:fs/promises";
 import type { BlockDevice } from "../../src/block-device.js";
@@ -87,7 +93,8 @@ export async function restoreImage(image: ImageReader, target: RestoreTarget, op
   const copyOpts: CopyOptions = { ...opts };
   if (target.kind === "file") return restoreToFile(image, target.path, copies, copyOpts, opts.force === true, log);
   let uri: string;
-  let release = async (): Promise<void> => undefined;
+  /** Undoes what this restore made on the array (export, then a LUN it created); returns what it cleaned. */
+  let release = async (_failed: boolean): Promise<string[]> => [];
   let fresh = false;
   let label: string;
   if (target.kind === "lun") {
@@ -101,13 +108,36 @@ export async function restoreImage(image: ImageReader, target: RestoreTarget, op
     if (existing !== undefined && opts.force !== true) refuse(`LUN ${target.name} exists (${existing.size} bytes, ${existing.id})`);
     const lun = existing ?? (await array.createLun(target.name, image.size));
     fresh = existing === undefined;
-    const e = await array.exportLun(lun.id);
-    uri = e.uri;
-    release = async () => {
-      await array.deleteExport(e.id).then(
-        () => log.info(`deleted export ${e.id} of LUN ${target.name}`),
-        (err: unknown) => log.warn(`could not delete export ${e.id}: ${errorMessage(err)}`),
+    const undoLun = async (): Promise<string[]> => {
+      if (!fresh) return [];
+      return array.deleteLun(lun.id).then(
+        () => [`LUN ${target.name} (${lun.id}, created by this restore)`],
+        (err: unknown) => {
+          log.warn(`could not delete LUN ${target.name} (${lun.id}), which this restore created: ${errorMessage(err)}; delete it with: sanbox lun delete ${target.name}`);
+          return [];
+        },
       );
+    };
+    const e = await array.exportLun(lun.id).catch(async (err: unknown) => {
+      const cleaned = await undoLun();
+      if (cleaned.length > 0) log.warn(`cleaned up: ${cleaned.join(", ")}`);
+      throw err;
+    });
+    uri = e.uri;
+    release = async (failed) => {
+      const exportGone = await array.deleteExport(e.id).then(
+        () => {
+          log.info(`deleted export ${e.id} of LUN ${target.name}`);
+          return true;
+        },
+        (err: unknown) => {
+          log.warn(`could not delete export ${e.id}: ${errorMessage(err)}`);
+          return false;
+        },
+      );
+      // The LUN cannot go while its export stays.
+      if (!failed || !exportGone) return [];
+      return [`export ${e.id}`, ...(await undoLun())];
     };
   } else {
     if (opts.force !== true) refuse(`${target.uri} is an existing NBD export`);
@@ -134,10 +164,13 @@ export async function restoreImage(image: ImageReader, target: RestoreTarget, op
       await client.close();
     }
   } catch (e: unknown) {
-    if (opts.signal?.aborted === true && target.kind === "lun") log.warn(`LUN ${target.name} is partly written (${fresh ? "created by this restore" : "it existed"}); restore it again`);
+    const cleaned = await release(true);
+    release = async () => [];
+    if (cleaned.length > 0) log.warn(`cleaned up: ${cleaned.join(", ")}`);
+    if (target.kind === "lun" && !fresh) log.warn(`LUN ${target.name} is partly written (it existed; --force); restore it again`);
     throw e;
   } finally {
-    await release();
+    await release(false);
   }
 }
 

@@ -4,7 +4,8 @@
  *  - usage errors exit 2 from the real process (test/unit/cli walks every subcommand in-process);
  *  - under --json an error is a JSON document on stdout with the same exit code;
  *  - a daemon that is not running is one line naming the endpoint and the start command;
- *  - deleting a name that does not exist says so and exits 1.
+ *  - deleting a name that does not exist says so and exits 1;
+ *  - a size is never changed silently: a bare number is bytes and must be whole blocks.
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -31,6 +32,26 @@ describe("sanbox exit codes and errors", () => {
       expect(r.exitCode, `sanbox ${cmd.join(" ")}: ${r.stderr}`).toBe(2);
       expect(r.stderr).toMatch(/^error: /m);
     }
+  }, 60_000);
+
+  it("a bare number is bytes: 100 is refused naming the block size (not silently made 64 KiB); 65536 is 64 KiB exactly; -5G exits 2", async () => {
+    const cli = (...args: string[]): ReturnType<typeof runSanbox> => runSanbox([...args, "--endpoint", array.rpcEndpoint]);
+    const bare = await cli("lun", "create", "tiny", "100");
+    expect(bare.exitCode, bare.stderr).toBe(2);
+    expect(bare.stderr).toContain("size 100 (100 bytes) is not a multiple of the array's block size 64K (65536 bytes); a bare number is bytes: give a unit (100M, 100G) or a multiple, e.g. 64K");
+    const odd = await cli("lun", "create", "tiny", "100K");
+    expect(odd.exitCode, odd.stderr).toBe(2);
+    expect(odd.stderr).toContain("e.g. 64K or 128K");
+    expect((await cli("lun", "list", "--json")).stdout).not.toContain("tiny");
+    const exact = await cli("lun", "create", "tiny", "65536", "--json");
+    expect(exact.exitCode, exact.stderr).toBe(0);
+    expect(JSON.parse(exact.stdout)).toMatchObject({ name: "tiny", sizeBytes: 65536 });
+    const shrink = await cli("lun", "resize", "tiny", "1000");
+    expect(shrink.exitCode, shrink.stderr).toBe(2);
+    expect(shrink.stderr).toContain("LUN tiny's block size 64K");
+    const negative = await cli("lun", "create", "neg", "-5G");
+    expect(negative.exitCode, negative.stderr).toBe(2);
+    expect(negative.stderr).toContain("size must be positive: -5G");
   }, 60_000);
 
   it("under --json a failure is {error:{code,message}} on stdout with the same exit code", async () => {

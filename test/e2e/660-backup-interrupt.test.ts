@@ -11,7 +11,9 @@
  * with --progress=json, and the signal goes only once a progress line shows a
  * copy started; the copies are long enough (a 128 MiB RDM full of random
  * data, `--parallel 1`; a restore through `sanbox fault-proxy` delaying every
- * write by 1 s) that they are still running when it lands.
+ * write by 1 s; a restore into a new LUN writes those 128 MiB) that they are
+ * still running when it lands. A restore into a LUN it created deletes that
+ * LUN when stopped; a LUN that existed (--force) stays.
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync } from "node:fs";
@@ -133,6 +135,33 @@ describe("SIGINT/SIGTERM during backup run, restore and backup export", () => {
     await expectNothingLeft("after the run following a double SIGINT");
   });
 
+  it("a run halted at a failpoint stops at the first SIGINT/SIGTERM too: 130 / 143, nothing left, the VM resumed", async () => {
+    for (const [stop, sig, code] of [["after-s1", "SIGINT", 130], ["in-quiesce", "SIGTERM", 143]] as const) {
+      const child = spawnBackup(backupArgs(), { SANBOX_LOG: "warn", SANBOX_FAILPOINTS: stop });
+      let stderr = "";
+      await new Promise<void>((res, rej) => {
+        child.stderr.on("data", (b: Buffer) => {
+          stderr += b.toString();
+          if (stderr.includes(`failpoint ${stop}`)) res();
+        });
+        void child.then(() => rej(new Error(`backup exited before failpoint ${stop}: ${stderr}`)));
+      });
+      const sentAt = Date.now();
+      child.kill(sig);
+      const r = await child;
+      expect(r.exitCode, `${stop}: ${stderr}`).toBe(code);
+      expect(Date.now() - sentAt, `${stop}: took too long`).toBeLessThan(3000);
+      expect(stderr).not.toContain("again: exiting now");
+      expect(stderr).toMatch(/cleaned up: .*snapshot sanbox-backup-/);
+      await expectNothingLeft(`after ${sig} at ${stop}`);
+      // Quiesced VMs acknowledge nothing: the workload moving on means the stop resumed it.
+      const seq = (await fx.hvc.getWorkloadStatus({ vm: "vm1" })).acknowledgedSeq;
+      const deadline = Date.now() + 5000;
+      while ((await fx.hvc.getWorkloadStatus({ vm: "vm1" })).acknowledgedSeq === seq && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+      expect((await fx.hvc.getWorkloadStatus({ vm: "vm1" })).acknowledgedSeq, `${stop}: the VM stays quiesced`).toBeGreaterThan(seq);
+    }
+  });
+
   it("restore: SIGTERM in the middle of writing to a slowed NBD target exits 143 within 3 s; the next restore works", async () => {
     const lun = await fx.rpc.createLun({ name: "restore-target", sizeBytes: RDM_SIZE });
     const exp = await fx.rpc.createExport({ lunId: lun.lunId });
@@ -150,6 +179,28 @@ describe("SIGINT/SIGTERM during backup run, restore and backup export", () => {
       await proxy.exited;
       await fx.rpc.deleteExport({ exportId: exp.exportId });
     }
+  });
+
+  it("restore into a new LUN: SIGINT mid-copy exits 130 and deletes the LUN it made; a LUN given with --force stays", async () => {
+    const lunNames = async (): Promise<string[]> => (await fx.rpc.listLuns({})).luns.map((l) => l.name);
+    const args = (to: string, ...extra: string[]): string[] => ["restore", "vm1@latest", "--disk", "vm1_1", "--to", to, "--repo", repoDir, "--array", fx.d.rpcEndpoint, "--progress", "json", ...extra];
+    const lunExports = async (): Promise<string[]> => (await fx.rpc.listExports({})).exports.filter((e) => e.snapshotId === "").map((e) => e.exportId);
+    const exportsBefore = await lunExports();
+    const s = await interruptDuring(args("lun:restored-new"), "restore", ["SIGINT"]);
+    expect(s.exitCode, s.stderr).toBe(130);
+    expect(s.ms, `took ${s.ms} ms to stop`).toBeLessThan(3000);
+    expect(s.stderr).toMatch(/cleaned up: export \S+, LUN restored-new \(lun-?\S*, created by this restore\)/);
+    expect(await lunNames()).not.toContain("restored-new");
+    expect(await lunExports(), "LUN exports left").toEqual(exportsBefore);
+
+    // A LUN that was there before is the user's: an interrupted --force restore leaves it, and says so.
+    await fx.rpc.createLun({ name: "restored-existing", sizeBytes: RDM_SIZE });
+    const t = await interruptDuring(args("lun:restored-existing", "--force"), "restore", ["SIGTERM"]);
+    expect(t.exitCode, t.stderr).toBe(143);
+    expect(t.stderr).toContain("LUN restored-existing is partly written (it existed; --force)");
+    expect(t.stderr).not.toMatch(/LUN restored-existing \(/);
+    expect(await lunNames()).toContain("restored-existing");
+    await fx.rpc.deleteLun({ lunId: (await fx.rpc.getLun({ name: "restored-existing" })).lunId });
   });
 
   it("backup export: SIGINT while qemu-img converts exits 130, removes the partial file and releases the point", async () => {

@@ -44,6 +44,12 @@ export class FakeArray implements ArrayDriver {
     throw new UnsupportedError("the fake array makes no LUNs");
   }
 
+  async deleteLun(lunId: string): Promise<void> {
+    this.enter("deleteLun", lunId);
+    const i = this.luns.findIndex((l) => l.id === lunId);
+    if (i >= 0) this.luns.splice(i, 1);
+  }
+
   async createSnapshot(name: string, lunIds: readonly string[]): Promise<SnapshotSet> {
     this.enter("createSnapshot", name);
     const groupId = lunIds.length > 1 ? `group-${++this.serial}` : "";

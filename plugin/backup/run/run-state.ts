@@ -99,11 +99,11 @@ export interface RunState {
   readonly held: Held;
   /** What cleanup released, in words ("snapshot …", "export …", "unfinished point tmp/…"). */
   readonly released: string[];
-  /** Halts at a test-only stop; stopAt in production, a recorder in unit tests. */
+  /** Halts at a test-only stop; stopAt in production (released by `signal`), a recorder in unit tests. */
   readonly stop: (name: StopName) => Promise<void>;
 }
 
-export function createRunState(settings: BackupRunOptions, stop: (name: StopName) => Promise<void> = stopAt): RunState {
+export function createRunState(settings: BackupRunOptions, stop: (name: StopName) => Promise<void> = (name) => stopAt(name, settings.signal)): RunState {
   return {
     vm: settings.vm,
     repo: settings.repo,

@@ -63,6 +63,28 @@ describe("usage errors exit 2 everywhere", () => {
     expect((await exitCodeOf(["lun", "create", "--help"])).code).toBe(EXIT.OK);
   });
 
+  it("a negative or zero size is a usage error naming the value, not an unknown option", async () => {
+    for (const [args, value] of [
+      [["lun", "create", "db", "-5G"], "-5G"],
+      [["lun", "create", "db", "-5"], "-5"],
+      [["lun", "create", "db", "0"], "0"],
+      [["lun", "resize", "db", "-1M"], "-1M"],
+      [["nbd", "serve", "--memory", "-5G"], "-5G"],
+      [["lun", "create", "db", "-5G", "--json"], "-5G"],
+    ] as const) {
+      const { code, output } = await exitCodeOf([...args]);
+      expect(code, args.join(" ")).toBe(EXIT.USAGE);
+      expect(output, args.join(" ")).toContain(`size must be positive: ${value}`);
+      expect(output, args.join(" ")).not.toMatch(/unknown option/);
+    }
+  });
+
+  it("a size that is not a size is a usage error naming it", async () => {
+    const { code, output } = await exitCodeOf(["lun", "create", "db", "10X"]);
+    expect(code).toBe(EXIT.USAGE);
+    expect(output).toContain('invalid size "10X"');
+  });
+
   it("an unknown command is a usage error too", async () => {
     expect((await exitCodeOf(["no-such-command"])).code).toBe(EXIT.USAGE);
     expect((await exitCodeOf(["lun", "no-such-verb"])).code).toBe(EXIT.USAGE);
