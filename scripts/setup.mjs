@@ -18,6 +18,8 @@ export const REQUIRED = [
   // `npm run bench -- backup`: restic is a peer; GNU time reads the backup's peak RSS.
   ["/usr/bin/restic", "restic"],
   ["/usr/bin/time", "time"],
+  // README and docs/*.md examples pipe --json output through jq; e2e 670 runs them as printed.
+  ["/usr/bin/jq", "jq"],
 ];
 
 const missing = [...new Set(REQUIRED.filter(([tool]) => !existsSync(tool)).map(([, pkg]) => pkg))];
