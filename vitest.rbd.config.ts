@@ -1,11 +1,12 @@
 import { defineConfig } from "vitest/config";
 
-// The RBD tier (test/rbd/): each file starts its own throwaway Ceph cluster with
-// scripts/ceph-cluster.mjs, so files run one at a time (a cluster is ~200 MB of RSS
-// and most of a core while it peers).
+// The RBD tier (test/rbd/): global-setup.ts starts one throwaway Ceph cluster with
+// scripts/ceph-cluster.mjs for every file; files run one at a time, as the cluster
+// already takes most of a core of the 2-core machine.
 export default defineConfig({
   test: {
     include: ["test/rbd/**/*.test.ts"],
+    globalSetup: ["test/rbd/global-setup.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: "forks",

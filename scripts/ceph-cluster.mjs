@@ -13,7 +13,9 @@
 //   written to DIR/pids.json before the next step, so a failure at any step (or a
 //   later `stop`) kills exactly what was started, by PID, and nothing else.
 // - `stop` kills a recorded PID only while /proc/PID/cmdline still names DIR's
-//   ceph.conf, so a PID reused by another process is never signalled.
+//   ceph.conf, so a PID reused by another process is never signalled. A failed
+//   `start` kills its own unreaped children directly (a child between fork and
+//   exec still shows node's cmdline).
 // - Every step runs under one deadline (--timeout, default 60 s); a step that
 //   overruns is killed and `start` fails naming the step, after tearing down.
 // - On success stdout is exactly one line, `CEPH_CONF=DIR/ceph.conf`; progress and
@@ -89,6 +91,23 @@ function readPids(dir) {
   }
 }
 
+/** Gone, or a zombie: PID 1 here reaps orphans late, so a killed daemon may linger as Z. */
+function dead(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state === "Z" || state === "X";
+  } catch {
+    return true;
+  }
+}
+
+async function waitDead(pids, ms) {
+  const until = Date.now() + ms;
+  while (pids.some((p) => !dead(p)) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  return pids.filter((p) => !dead(p));
+}
+
 /** True while PID is a live process started with DIR's ceph.conf on its command line. */
 function ours(pid, conf) {
   try {
@@ -110,9 +129,7 @@ async function killRecorded(dir) {
       /* already gone */
     }
   }
-  const until = Date.now() + 10_000;
-  while (pids.some((p) => ours(p, conf)) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-  const left = pids.filter((p) => ours(p, conf));
+  const left = await waitDead(pids, 10_000);
   if (left.length > 0) throw new Error(`PIDs ${left.join(", ")} still alive after SIGKILL`);
   return pids.length;
 }
@@ -202,6 +219,7 @@ async function start(opts) {
   writeFileSync(pidsFile(dir), "[]");
   const env = { ...process.env, CEPH_CONF: conf };
   const pids = [];
+  const children = [];
   const daemon = (name, args) => {
     const logFd = openSync(join(dir, "log", `${name}.out`), "a");
     const child = spawn(args[0], args.slice(1), { stdio: ["ignore", logFd, logFd], env, detached: true });
@@ -209,6 +227,7 @@ async function start(opts) {
     child.unref();
     if (child.pid === undefined) throw new StepError(`${name}: could not spawn ${args[0]}`);
     pids.push(child.pid);
+    children.push(child);
     writeFileSync(pidsFile(dir), JSON.stringify(pids));
     return child;
   };
@@ -236,11 +255,11 @@ async function start(opts) {
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     log(`start failed at ${msg}; logs in ${join(dir, "log")}; tearing down`);
-    try {
-      await killRecorded(dir);
-    } catch (k) {
-      log(`teardown: ${k instanceof Error ? k.message : String(k)}`);
-    }
+    // Our own children, not yet reaped, so their PIDs cannot have been reused: kill them
+    // without the cmdline check, which a child still between fork and exec would fail.
+    for (const c of children) c.kill("SIGKILL");
+    const left = await waitDead(pids, 10_000);
+    if (left.length > 0) log(`teardown: PIDs ${left.join(", ")} still alive after SIGKILL`);
     process.exit(1);
   }
 }
