@@ -68,7 +68,7 @@ export interface RbdBackendOptions {
   timeoutMs?: number;
 }
 
-interface DiffEntry {
+export interface DiffEntry {
   offset: number;
   length: number;
   exists: boolean;
