@@ -31,7 +31,7 @@ import {
   UnavailableError,
 } from "../../../src/errors.js";
 import { coalesceFlagged } from "../../../src/extents/index.js";
-import type { NbdClient } from "../../../src/nbd/client.js";
+import type { NbdClientPool } from "../../../src/nbd/client-pool.js";
 import type {
   AllocatedExtentsResult,
   ArrayBackend,
@@ -220,7 +220,7 @@ export class RbdBackend implements ArrayBackend {
     await img?.stop();
   }
 
-  private async liveClient(lun: RbdLunRecord): Promise<NbdClient> {
+  private async liveClient(lun: RbdLunRecord): Promise<NbdClientPool> {
     return (await this.image(lun.id, this.cli.spec(lun.image), false)).client;
   }
 

@@ -9,7 +9,7 @@
  */
 import type { WriteOptions } from "../../../src/block-device.js";
 import { InvalidArgumentError, OutOfRangeError, ReadOnlyError } from "../../../src/errors.js";
-import type { NbdClient } from "../../../src/nbd/client.js";
+import type { NbdClientPool } from "../../../src/nbd/client-pool.js";
 import type { StatusExtent } from "../../../src/nbd/backend.js";
 import { NBD_META_BASE_ALLOCATION } from "../../../src/nbd/constants.js";
 import type { LunVolume } from "../backend.js";
@@ -18,7 +18,7 @@ import type { VolumeReadPiece } from "../volume.js";
 
 export interface RbdVolumeHooks {
   /** The current connection to this image's qemu-nbd (restarted on resize/rollback). */
-  client(): Promise<NbdClient>;
+  client(): Promise<NbdClientPool>;
   gate(): IoGate;
   size(): number;
 }
@@ -52,7 +52,7 @@ export class RbdVolume implements LunVolume {
     return [{ offset, data: await this.read(offset, length) }];
   }
 
-  private async mutate(offset: number, length: number, op: (c: NbdClient) => Promise<void>): Promise<void> {
+  private async mutate(offset: number, length: number, op: (c: NbdClientPool) => Promise<void>): Promise<void> {
     if (this.readOnly) throw new ReadOnlyError(`snapshot ${this.id} is read-only`);
     const gate = this.hooks.gate();
     await gate.enter();
