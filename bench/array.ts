@@ -10,51 +10,20 @@
  *     changed extents on a 16 TiB LUN, against reading the same diff through the
  *     NBD path (`nbdinfo --map=qemu:dirty-bitmap:<base>` on the snapshot export).
  *     Both paths are ours; the row shows the control-plane path is not the slow one.
+ *
+ * `--backend rbd`: the same array on Ceph RBD instead (bench/array-rbd.ts).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { NbdClient } from "../src/nbd/client.js";
 import { connectArray } from "../src/rpc/array-client.js";
 import { collect } from "../src/rpc/client.js";
-import { argValue, bestOf, progress, scratch, startNbdkit, timeCommand } from "./harness.js";
+import { argValue, bestOf, writeRandomFile, progress, scratch, startArray, startNbdkit, timeCommand } from "./harness.js";
 import type { BenchResult, BenchRow } from "./report.js";
 import { parseSize } from "../src/size.js";
-import { sanboxBin } from "../src/package-root.js";
-
-interface Daemon {
-  rpc: string;
-  nbdSocket: string;
-  stop(): Promise<void>;
-}
-
-async function startArray(dir: string): Promise<Daemon> {
-  const child: ChildProcess = spawn(process.execPath, [sanboxBin(), "array", "serve", "--data", dir], {
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, SANBOX_LOG: "warn" },
-  });
-  let out = "";
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on("data", (d: Buffer) => {
-      out += d.toString();
-      if (/^nbd /m.test(out)) resolve();
-    });
-    child.once("exit", (c) => reject(new Error(`array serve exited with ${c ?? "signal"}`)));
-  });
-  const rpc = /^rpc (\S+)$/m.exec(out)?.[1] ?? "";
-  return {
-    rpc,
-    nbdSocket: join(dir, "nbd.sock"),
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const done = new Promise<void>((r) => child.once("exit", () => r()));
-      child.kill("SIGTERM");
-      await done;
-    },
-  };
-}
 
 export async function run(argv: string[]): Promise<BenchResult> {
+  if (argValue(argv, "--backend") === "rbd") return (await import("./array-rbd.js")).run(argv);
   const size = parseSize(argValue(argv, "--size") ?? "512M");
   const rows: BenchRow[] = [];
   const notes: string[] = [];
@@ -65,10 +34,7 @@ export async function run(argv: string[]): Promise<BenchResult> {
     // ---- 1. throughput
     const src = join(s.dir, "src.img");
     progress(`creating ${size} bytes of random source data`);
-    const chunk = Buffer.alloc(16 * 1024 * 1024);
-    for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
-    writeFileSync(src, Buffer.alloc(0));
-    for (let off = 0; off < size; off += chunk.length) writeFileSync(src, chunk.subarray(0, Math.min(chunk.length, size - off)), { flag: "a" });
+    writeRandomFile(src, size);
     await rpc.createLun({ name: "bench", sizeBytes: size });
     const lunUri = `nbd+unix:///lun/bench?socket=${d.nbdSocket}`;
     const raw = join(s.dir, "raw.img");

@@ -5,7 +5,7 @@
  * is pathologically slow and would measure the wrong thing.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { sanboxBin } from "../src/package-root.js";
@@ -86,4 +86,45 @@ export function progress(msg: string): void {
 export function argValue(argv: string[], name: string): string | undefined {
   const i = argv.indexOf(name);
   return i >= 0 ? argv[i + 1] : undefined;
+}
+
+/** `sanbox array serve --data DIR [extraArgs]` as a process, until `stop()` (SIGTERM). */
+export interface Daemon {
+  rpc: string;
+  nbdSocket: string;
+  stop(): Promise<void>;
+}
+
+export async function startArray(dir: string, extraArgs: readonly string[] = []): Promise<Daemon> {
+  const child: ChildProcess = spawn(process.execPath, [sanboxBin(), "array", "serve", "--data", dir, ...extraArgs], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, SANBOX_LOG: "warn" },
+  });
+  let out = "";
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (/^nbd /m.test(out)) resolve();
+    });
+    child.once("exit", (c) => reject(new Error(`array serve exited with ${c ?? "signal"}`)));
+  });
+  const rpc = /^rpc (\S+)$/m.exec(out)?.[1] ?? "";
+  return {
+    rpc,
+    nbdSocket: join(dir, "nbd.sock"),
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const done = new Promise<void>((r) => child.once("exit", () => r()));
+      child.kill("SIGTERM");
+      await done;
+    },
+  };
+}
+
+/** SIZE bytes of random data in `path` (one 16 MiB random chunk, repeated). */
+export function writeRandomFile(path: string, size: number): void {
+  const chunk = Buffer.alloc(16 * 1024 * 1024);
+  for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
+  writeFileSync(path, Buffer.alloc(0));
+  for (let off = 0; off < size; off += chunk.length) writeFileSync(path, chunk.subarray(0, Math.min(chunk.length, size - off)), { flag: "a" });
 }

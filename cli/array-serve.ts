@@ -13,6 +13,10 @@
  *
  * This file is flags and output only; the daemon's assembly and transport
  * policy are simulator/array/daemon.ts. --token-file also applies on the Unix socket.
+ *
+ * `--backend rbd --ceph-conf FILE --pool NAME` puts the LUNs on Ceph RBD
+ * (simulator/array/rbd/, docs/rbd.md); hosts, masking and the catalogue stay in
+ * the data directory.
  */
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
@@ -22,7 +26,9 @@ import { createLogger } from "../src/log.js";
 import { NBD_DEFAULT_PORT } from "../src/nbd/constants.js";
 import { parseTokenFile } from "../src/rpc/auth.js";
 import { formatEndpoint, parseEndpoint, type RpcEndpoint } from "../src/rpc/endpoint.js";
+import { parseSize } from "../src/size.js";
 import { startArrayDaemon } from "../simulator/array/daemon.js";
+import { RbdBackend } from "../simulator/array/rbd/rbd-backend.js";
 import { defaultDataDir } from "./array-paths.js";
 import { waitForStopSignal } from "./run.js";
 
@@ -36,6 +42,11 @@ interface ServeOptions {
   insecure?: boolean;
   json?: boolean;
   capacity?: string;
+  backend?: string;
+  cephConf?: string;
+  pool?: string;
+  objectSize?: string;
+  cephTimeout?: string;
 }
 
 export function registerArrayServe(array: Command): void {
@@ -50,6 +61,11 @@ export function registerArrayServe(array: Command): void {
     .option("--tls-key <file>", "PEM private key for --tls-cert")
     .option("--insecure", "allow plaintext gRPC over TCP and NBD over TCP without TLS")
     .option("--json", "print the endpoints as one JSON line ({rpc, nbd})")
+    .option("--backend <kind>", "where LUNs live: local (the block store in DATA) or rbd (Ceph RBD images)", "local")
+    .option("--ceph-conf <file>", "with --backend rbd: the ceph.conf to use")
+    .option("--pool <name>", "with --backend rbd: the RBD pool")
+    .option("--object-size <size>", "with --backend rbd: object size of new images, the CBT granularity (default 64K)")
+    .option("--ceph-timeout <seconds>", "with --backend rbd: how long to wait for Ceph at start and per call (default 20)")
     .action(async (options: ServeOptions) => serve(options));
 }
 
@@ -73,8 +89,23 @@ async function serve(options: ServeOptions): Promise<void> {
     token = parseTokenFile((await read("token file", options.tokenFile)).toString("utf8"));
     if (token === undefined) throw new InvalidArgumentError(`token file ${options.tokenFile} is empty`);
   }
+  const backend = options.backend ?? "local";
+  if (backend !== "local" && backend !== "rbd") throw new InvalidArgumentError(`--backend must be local or rbd, not "${backend}"`);
+  let openBackend: ((dir: string) => Promise<RbdBackend>) | undefined;
+  if (backend === "rbd") {
+    const conf = options.cephConf;
+    const pool = options.pool;
+    if (conf === undefined || pool === undefined) throw new InvalidArgumentError("--backend rbd needs --ceph-conf FILE and --pool NAME");
+    const objectSize = options.objectSize !== undefined ? parseSize(options.objectSize) : undefined;
+    const seconds = options.cephTimeout !== undefined ? Number(options.cephTimeout) : 20;
+    if (!Number.isFinite(seconds) || seconds <= 0) throw new InvalidArgumentError(`--ceph-timeout must be a positive number of seconds, not "${options.cephTimeout}"`);
+    openBackend = (dir) => RbdBackend.open({ dataDir: dir, conf: resolve(conf), pool, timeoutMs: seconds * 1000, ...(objectSize !== undefined ? { objectSize } : {}) });
+  } else if (options.cephConf !== undefined || options.pool !== undefined || options.objectSize !== undefined) {
+    throw new InvalidArgumentError("--ceph-conf, --pool and --object-size need --backend rbd");
+  }
   const daemon = await startArrayDaemon({
     dataDir,
+    ...(openBackend !== undefined ? { openBackend } : {}),
     log,
     insecure: options.insecure ?? false,
     ...(options.rpc !== undefined ? { rpc: parseEndpoint(options.rpc) } : {}),

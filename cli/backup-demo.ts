@@ -8,6 +8,7 @@
  * the array snapshot S1, and shows the negative control: the same backup
  * without the revert fails the oracle. Everything it prints is measured.
  */
+import { spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,7 +20,9 @@ import { restoreImage } from "../plugin/backup/restore.js";
 import { verifyPoint } from "../plugin/backup/verify-point.js";
 import { NbdDevice } from "../src/nbd/nbd-device.js";
 import { Datastore } from "../src/datastore/datastore.js";
+import { ToolFailedError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
+import { packageRoot } from "../src/package-root.js";
 import { NbdClient } from "../src/nbd/client.js";
 import { connectArray } from "../src/rpc/array-client.js";
 import { hv1 } from "../src/rpc/hypervisor-proto.js";
@@ -28,20 +31,38 @@ import { formatSize } from "../src/size.js";
 import { formatBackupSummary } from "./backup-commands.js";
 import { startArrayAndHypervisor } from "./child-daemons.js";
 
-export async function runBackupDemo(): Promise<void> {
+/**
+ * `--backend rbd`: the array keeps its LUNs on a throwaway Ceph cluster started with
+ * the checkout's scripts/ceph-cluster.mjs in the demo directory, stopped at the end.
+ */
+function cephCluster(cmd: "start" | "stop", dir: string): string {
+  const script = join(packageRoot(), "scripts", "ceph-cluster.mjs");
+  const r = spawnSync(process.execPath, [script, cmd, dir], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  if (r.error !== undefined) throw new ToolFailedError(`cannot run ${script}: ${r.error.message}`);
+  if (r.status !== 0) throw new ToolFailedError(`scripts/ceph-cluster.mjs ${cmd} failed (exit ${r.status ?? r.signal}); the RBD demo needs: node scripts/setup.mjs --rbd`);
+  return /^CEPH_CONF=(.+)$/m.exec(r.stdout)?.[1] ?? "";
+}
+
+export async function runBackupDemo(opts: { backend?: "local" | "rbd" } = {}): Promise<void> {
   const started = Date.now();
   const out = (s: string): boolean => process.stdout.write(s);
   const dir = await mkdtemp(join(tmpdir(), "sanbox-demo-"));
   let daemons: { array: string; hypervisor: string; stop: () => Promise<void> } | undefined;
   const log = createLogger("demo", process.env.SANBOX_LOG === "debug" ? "debug" : "warn");
+  const rbd = opts.backend === "rbd";
   try {
     out(`sanbox backup demo in ${dir}\n\n`);
-    daemons = await startArrayAndHypervisor(dir);
+    let arrayArgs: string[] = [];
+    if (rbd) {
+      out("0. starting a throwaway Ceph cluster (scripts/ceph-cluster.mjs) for the LUNs\n");
+      arrayArgs = ["--backend", "rbd", "--ceph-conf", cephCluster("start", join(dir, "ceph")), "--pool", "rbd"];
+    }
+    daemons = await startArrayAndHypervisor(dir, arrayArgs);
     const array = { endpoint: daemons.array };
     const rpc = connectArray({ endpoint: array.endpoint });
     await rpc.createLun({ name: "ds", sizeBytes: 256 * 1024 * 1024 });
     await rpc.createLun({ name: "db-rdm", sizeBytes: 16 * 1024 * 1024 });
-    out(`1. array and hypervisor up (${array.endpoint}): LUN "ds" 256 MiB (datastore), LUN "db-rdm" 16 MiB (physical RDM)\n`);
+    out(`1. array${rbd ? " (LUNs on Ceph RBD)" : ""} and hypervisor up (${array.endpoint}): LUN "ds" 256 MiB (datastore), LUN "db-rdm" 16 MiB (physical RDM)\n`);
 
     const hv = connectHypervisor({ endpoint: daemons.hypervisor });
     await hv.createVm({ name: "vm1", datastoreLun: "ds", disks: [{ kind: hv1.DiskKind.VMDK, capacityBytes: 8 * 1024 * 1024 }, { kind: hv1.DiskKind.VMDK, capacityBytes: 4 * 1024 * 1024 }, { kind: hv1.DiskKind.RDM, lun: "db-rdm" }] });
@@ -113,6 +134,13 @@ export async function runBackupDemo(): Promise<void> {
     }
   } finally {
     await daemons?.stop();
+    if (rbd) {
+      try {
+        cephCluster("stop", join(dir, "ceph"));
+      } catch {
+        /* never started: nothing to stop */
+      }
+    }
     await rm(dir, { recursive: true, force: true });
   }
 }

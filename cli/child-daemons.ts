@@ -29,8 +29,8 @@ export async function startDaemon(bin: string, args: string[]): Promise<{ proc: 
 }
 
 /** The array and the hypervisor, as a user starts them. */
-export async function startArrayAndHypervisor(dir: string): Promise<{ array: string; hypervisor: string; stop: () => Promise<void> }> {
-  const array = await startDaemon(SANBOX_MAIN, ["array", "serve", "--data", join(dir, "array")]);
+export async function startArrayAndHypervisor(dir: string, arrayArgs: readonly string[] = []): Promise<{ array: string; hypervisor: string; stop: () => Promise<void> }> {
+  const array = await startDaemon(SANBOX_MAIN, ["array", "serve", "--data", join(dir, "array"), ...arrayArgs]);
   let hv: { proc: ChildDaemon; endpoint: string };
   try {
     hv = await startDaemon(SANBOX_MAIN, ["hypervisor", "serve", "--array", array.endpoint, "--data", join(dir, "hv")]);

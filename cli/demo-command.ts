@@ -4,6 +4,7 @@
  * the NBD layer: our server on a memory disk driven by stock clients (nbd-demo.ts).
  */
 import type { Command } from "commander";
+import { InvalidArgumentError } from "../src/errors.js";
 import { runBackupDemo } from "./backup-demo.js";
 import { runNbdDemo } from "./nbd-demo.js";
 
@@ -12,5 +13,10 @@ export function registerDemo(program: Command): void {
     .command("demo")
     .description("run the end-to-end demonstration on a temporary directory (no flags needed)")
     .option("--nbd", "show only the NBD server driven by nbdinfo, nbdcopy and our client")
-    .action(async (options: { nbd?: boolean }) => (options.nbd ? runNbdDemo() : runBackupDemo()));
+    .option("--backend <kind>", "where the array keeps its LUNs: local, or rbd on a throwaway Ceph cluster (needs: node scripts/setup.mjs --rbd)", "local")
+    .action(async (options: { nbd?: boolean; backend?: string }) => {
+      const backend = options.backend ?? "local";
+      if (backend !== "local" && backend !== "rbd") throw new InvalidArgumentError(`--backend must be local or rbd, not "${backend}"`);
+      return options.nbd ? runNbdDemo() : runBackupDemo({ backend });
+    });
 }

@@ -2,6 +2,8 @@
 // Ensures the Debian packages the tests, demo and benchmarks need are present.
 // As root it installs what is missing with apt-get; otherwise it prints the exact
 // command and exits 1. Tests never skip on a missing tool: this script is why.
+// `--rbd` adds the Ceph RBD tier's packages (test/rbd/, `--backend rbd`); without the
+// flag the default quickstart installs exactly what it always did.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 
@@ -22,7 +24,17 @@ export const REQUIRED = [
   ["/usr/bin/jq", "jq"],
 ];
 
-const missing = [...new Set(REQUIRED.filter(([tool]) => !existsSync(tool)).map(([, pkg]) => pkg))];
+/** Only with --rbd: a throwaway single-node cluster (scripts/ceph-cluster.mjs) and qemu's rbd driver. */
+export const RBD_REQUIRED = [
+  ["/usr/bin/ceph-mon", "ceph-mon"],
+  ["/usr/bin/ceph-osd", "ceph-osd"],
+  ["/usr/bin/ceph", "ceph-common"],
+  ["/usr/bin/rbd", "ceph-common"],
+  ["/usr/lib/x86_64-linux-gnu/qemu/block-rbd.so", "qemu-block-extra"],
+];
+
+const wanted = process.argv.includes("--rbd") ? [...REQUIRED, ...RBD_REQUIRED] : REQUIRED;
+const missing = [...new Set(wanted.filter(([tool]) => !existsSync(tool)).map(([, pkg]) => pkg))];
 const quiet = process.argv.includes("--quiet");
 if (missing.length === 0) {
   if (!quiet) console.error("setup: all required packages present");
@@ -47,7 +59,7 @@ try {
   console.error(`setup: apt-get install failed; run manually:\n  ${cmd}`);
   process.exit(1);
 }
-const still = REQUIRED.filter(([tool]) => !existsSync(tool)).map(([t]) => t);
+const still = wanted.filter(([tool]) => !existsSync(tool)).map(([t]) => t);
 if (still.length > 0) {
   console.error(`setup: still missing after install: ${still.join(", ")}`);
   process.exit(1);

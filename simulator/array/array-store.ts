@@ -23,10 +23,20 @@ import {
   InvalidArgumentError,
   NotFoundError,
 } from "../../src/errors.js";
-import type { Extent } from "../../src/extents/index.js";
 import { fromBlocks } from "../../src/extents/index.js";
+import type {
+  AllocatedExtentsResult,
+  ArrayBackend,
+  BackendCapabilities,
+  CbtTarget,
+  ChangedExtentsResult,
+  GroupSnapshotInfo,
+  LunInfo,
+  PoolInfo,
+  SnapshotInfo,
+} from "./backend.js";
 import { dataBlocks } from "./block-engine.js";
-import { changedExtents, type ChangedExtent } from "./cbt.js";
+import { changedExtents } from "./cbt.js";
 import { checkStore, type CheckReport } from "./checker.js";
 import { checkName, newId, newNaa } from "./ids.js";
 import { IoGate, Mutex } from "./io-gate.js";
@@ -51,55 +61,18 @@ export interface OpenOptions {
   strict?: boolean;
 }
 
-export interface LunInfo {
-  id: string;
-  name: string;
-  naa: string;
-  size: number;
-  blockSize: number;
-  /** Bytes of blocks holding data in the live LUN (shared ones included). */
-  allocatedBytes: number;
-  createdAt: string;
-  /** Snapshot id this LUN was cloned from, or null. */
-  origin: string | null;
-}
+export type { CbtTarget, ChangedExtentsResult, GroupSnapshotInfo, LunInfo, PoolInfo, SnapshotInfo } from "./backend.js";
 
-export interface SnapshotInfo {
-  id: string;
-  name: string;
-  lunId: string;
-  size: number;
-  blockSize: number;
-  createdAt: string;
-  groupId: string | null;
-  /** Data bytes visible in the snapshot. */
-  allocatedBytes: number;
-}
-
-export interface GroupSnapshotInfo {
-  id: string;
-  name: string;
-  createdAt: string;
-  members: SnapshotInfo[];
-}
-
-export interface PoolInfo {
-  capacityBytes: number | null;
-  usedBytes: number;
-  freeBytes: number | null;
-}
-
-/** A CBT answer: extents are block aligned, sorted, coalesced, within `size`. */
-export interface ChangedExtentsResult {
-  blockSize: number;
-  /** Target volume size in bytes. */
-  size: number;
-  extents: ChangedExtent[];
-}
-
-export type CbtTarget = { snapshot: string } | { lun: string };
-
-export class ArrayStore {
+export class ArrayStore implements ArrayBackend {
+  readonly capabilities: BackendCapabilities = {
+    kind: "local",
+    blockSize: DEFAULT_BLOCK_SIZE,
+    // LUNs of other block sizes answer in their own block size; 64 KiB is the default and the largest common one.
+    cbtGranularityBytes: DEFAULT_BLOCK_SIZE,
+    cbtFromDeletedBase: true,
+    cbtLiveTarget: true,
+    maxSnapshotsPerLun: 0,
+  };
   private readonly st: StoreState;
   private readonly mgmt = new Mutex();
   private readonly gates = new Map<string, IoGate>();
@@ -612,7 +585,7 @@ export class ArrayStore {
   }
 
   /** Extents holding data (not zero/hole) in a snapshot or a live LUN. O(mapped entries). */
-  allocatedExtents(target: CbtTarget): { blockSize: number; size: number; extents: Extent[] } {
+  allocatedExtents(target: CbtTarget): AllocatedExtentsResult {
     const r = this.reader(target);
     return { blockSize: r.blockSize, size: r.size, extents: fromBlocks(dataBlocks(this.st, r, 0, Math.ceil(r.size / r.blockSize)), r.blockSize) };
   }

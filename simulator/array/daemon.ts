@@ -34,6 +34,7 @@ import type { RpcEndpoint } from "../../src/rpc/endpoint.js";
 import type { RunningRpcServer } from "../../src/rpc/server.js";
 import { lockDirectory } from "../../src/pid-lock.js";
 import { ArrayStore } from "./array-store.js";
+import type { ArrayBackend } from "./backend.js";
 import { ArrayExportProvider } from "./exports/array-export-provider.js";
 import { wrapWithFaults } from "./faults/index.js";
 import { IoCounters } from "./exports/io-counters.js";
@@ -61,6 +62,8 @@ export interface ArrayDaemonOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Plaintext gRPC over TCP, NBD over TCP without TLS. */
   insecure?: boolean;
+  /** Opens the LUN backend (backend.ts) for the data directory. Default: the local block store in it. */
+  openBackend?: (dataDir: string) => Promise<ArrayBackend>;
   log?: Logger;
 }
 
@@ -91,11 +94,11 @@ export async function startArrayDaemon(opts: ArrayDaemonOptions): Promise<ArrayD
   if (faults.size > 0) log.warn(`TEST-ONLY failpoints enabled, this array breaks its contract on purpose: ${[...faults].join(", ")}`);
 
   const unlock = await lockDirectory(dir, "array daemon");
-  let store: ArrayStore | undefined;
+  let store: ArrayBackend | undefined;
   let nbd: NbdServer | undefined;
   let rpc: RunningRpcServer | undefined;
   try {
-    store = await ArrayStore.open(dir);
+    store = await (opts.openBackend ?? ((d: string) => ArrayStore.open(d)))(dir);
     const control = await ControlState.open(dir);
     const psk = new Map<string, Buffer>();
     const nbdTls = nbdEp.kind === "tcp" && !insecure ? "require" : "on";

@@ -14,5 +14,6 @@ export {
   type SnapshotInfo,
 } from "./array-store.js";
 export { Volume, type VolumeTarget } from "./volume.js";
+export type { AllocatedExtentsResult, ArrayBackend, BackendCapabilities, LunVolume } from "./backend.js";
 export type { ChangeFlag, ChangedExtent } from "./cbt.js";
 export type { CheckReport } from "./checker.js";

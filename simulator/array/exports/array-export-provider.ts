@@ -14,7 +14,7 @@ import { IoCounters } from "./io-counters.js";
 import type { ExportListing, ExportProvider, NbdBackend, SessionInfo } from "../../../src/nbd/backend.js";
 import { NotFoundError, SanboxError } from "../../../src/errors.js";
 import type { Extent } from "../../../src/extents/index.js";
-import type { ArrayStore, LunInfo, SnapshotInfo } from "../array-store.js";
+import type { ArrayBackend, LunInfo, SnapshotInfo } from "../backend.js";
 import { lunExportName, parseExportName, snapshotExportName } from "./export-names.js";
 import { VolumeBackend } from "./volume-backend.js";
 
@@ -25,7 +25,7 @@ export type AccessPolicy = (session: SessionInfo) => Access;
 
 export class ArrayExportProvider implements ExportProvider {
   constructor(
-    private readonly store: ArrayStore,
+    private readonly store: ArrayBackend,
     private readonly access: AccessPolicy,
     private readonly counters = new IoCounters(),
   ) {}
@@ -88,7 +88,7 @@ export class ArrayExportProvider implements ExportProvider {
       description: `snapshot ${snap.name} of LUN ${lun.name} (read-only)`,
       counters: this.counters,
       dirtyBases: this.dirtyBases(snap),
-      dirty: (base: string): Extent[] => this.store.changedExtents(base, { snapshot: target }).extents,
+      dirty: async (base: string): Promise<Extent[]> => (await this.store.changedExtents(base, { snapshot: target })).extents,
     });
   }
 }

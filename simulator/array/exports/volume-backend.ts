@@ -18,11 +18,11 @@ import type { NbdBackend, ReadPiece, StatusExtent, WriteOptions, ZeroOptions } f
 import { NBD_META_BASE_ALLOCATION, NBD_META_QEMU_DIRTY_BITMAP_PREFIX, NBD_STATE_DIRTY } from "../../../src/nbd/constants.js";
 import { InvalidArgumentError } from "../../../src/errors.js";
 import type { Extent } from "../../../src/extents/index.js";
-import type { Volume } from "../volume.js";
+import type { LunVolume } from "../backend.js";
 import type { IoCounters } from "./io-counters.js";
 
 /** Changed extents of a snapshot since `base`, sorted and non-overlapping. */
-export type DirtySource = (baseSnapshotId: string) => Extent[];
+export type DirtySource = (baseSnapshotId: string) => Extent[] | Promise<Extent[]>;
 
 export interface VolumeBackendOptions {
   description: string;
@@ -49,7 +49,7 @@ export class VolumeBackend implements NbdBackend {
   private readonly dirtyCache = new Map<string, Extent[]>();
 
   constructor(
-    private readonly volume: Volume,
+    private readonly volume: LunVolume,
     private readonly opts: VolumeBackendOptions,
   ) {
     this.size = volume.size;
@@ -105,16 +105,16 @@ export class VolumeBackend implements NbdBackend {
       return this.volume.blockStatus(offset, len);
     }
     if (context.startsWith(NBD_META_QEMU_DIRTY_BITMAP_PREFIX) && this.contexts.includes(context)) {
-      return dirtyStatus(this.dirtyExtents(context.slice(NBD_META_QEMU_DIRTY_BITMAP_PREFIX.length)), offset, Math.min(length, this.size - offset));
+      return dirtyStatus(await this.dirtyExtents(context.slice(NBD_META_QEMU_DIRTY_BITMAP_PREFIX.length)), offset, Math.min(length, this.size - offset));
     }
     throw new InvalidArgumentError(`meta context "${context}" is not available on this export`);
   }
 
-  private dirtyExtents(base: string): Extent[] {
+  private async dirtyExtents(base: string): Promise<Extent[]> {
     let list = this.dirtyCache.get(base);
     if (list === undefined) {
       if (!this.opts.dirty) throw new InvalidArgumentError("no dirty bitmaps on this export");
-      list = this.opts.dirty(base);
+      list = await this.opts.dirty(base);
       this.dirtyCache.set(base, list);
     }
     return list;

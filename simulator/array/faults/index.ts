@@ -12,7 +12,7 @@
 import type { FaultName } from "../../../src/failpoints.js";
 import type { ExportProvider } from "../../../src/nbd/backend.js";
 import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
-import type { ArrayStore } from "../array-store.js";
+import type { ArrayBackend } from "../backend.js";
 import { cbtDropZero, cbtIgnoreStartingOffset, cbtOffByOne } from "./cbt.js";
 import { groupSkew } from "./group-skew.js";
 import { snapshotLeak } from "./snapshot-leak.js";
@@ -23,7 +23,7 @@ export interface ArrayFronts {
   provider: ExportProvider;
 }
 
-type Fault = (fronts: ArrayFronts, store: ArrayStore) => ArrayFronts;
+type Fault = (fronts: ArrayFronts, store: ArrayBackend) => ArrayFronts;
 
 const FAULTS: Record<FaultName, Fault> = {
   "cbt-drop-zero": (fronts) => ({ ...fronts, service: cbtDropZero(fronts.service) }),
@@ -35,7 +35,7 @@ const FAULTS: Record<FaultName, Fault> = {
 };
 
 /** The real service and provider with every fault in `faults` in front of them. */
-export function wrapWithFaults(real: ArrayFronts, store: ArrayStore, faults: ReadonlySet<FaultName>): ArrayFronts {
+export function wrapWithFaults(real: ArrayFronts, store: ArrayBackend, faults: ReadonlySet<FaultName>): ArrayFronts {
   let fronts = real;
   for (const [name, fault] of Object.entries(FAULTS) as [FaultName, Fault][]) if (faults.has(name)) fronts = fault(fronts, store);
   return fronts;

@@ -12,12 +12,12 @@
  * operation pass through.
  */
 import type { ExportProvider, NbdBackend, ReadPiece } from "../../../src/nbd/backend.js";
-import type { ArrayStore } from "../array-store.js";
+import type { ArrayBackend } from "../backend.js";
 import { parseExportName } from "../exports/export-names.js";
 import { overlay } from "./filter.js";
 
 /** `provider` with snapshot exports leaking their first block from the live LUN in `store`. */
-export function snapshotLeak(provider: ExportProvider, store: ArrayStore): ExportProvider {
+export function snapshotLeak(provider: ExportProvider, store: ArrayBackend): ExportProvider {
   return overlay(provider, {
     open: async (name, session) => {
       const backend = await provider.open(name, session);

@@ -30,7 +30,7 @@ import type { FlaggedExtent } from "../../../src/extents/index.js";
 import type { SessionInfo } from "../../../src/nbd/backend.js";
 import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
 import { CONTRACT_VERSION, v1 } from "../../../src/rpc/proto.js";
-import { DEFAULT_BLOCK_SIZE, type ArrayStore, type LunInfo, type SnapshotInfo } from "../array-store.js";
+import type { ArrayBackend, LunInfo, SnapshotInfo } from "../backend.js";
 import { checkName } from "../ids.js";
 import type { Access } from "../exports/array-export-provider.js";
 import { lunExportName, snapshotExportName } from "../exports/export-names.js";
@@ -44,7 +44,7 @@ export const MAX_MAX_RESULTS = 65536;
 export const MIN_PSK_BYTES = 16;
 
 export interface ArrayServiceDeps {
-  store: ArrayStore;
+  store: ArrayBackend;
   control: ControlState;
   /** The live PSK table the NBD server checks identities against (mutated here). */
   psk: Map<string, Buffer>;
@@ -68,7 +68,7 @@ function newControlId(prefix: "host" | "exp"): string {
 }
 
 export class SanboxArrayService implements ArrayServiceImpl {
-  private readonly store: ArrayStore;
+  private readonly store: ArrayBackend;
   private readonly control: ControlState;
   private chain: Promise<unknown> = Promise.resolve();
 
@@ -187,15 +187,15 @@ export class SanboxArrayService implements ArrayServiceImpl {
       model: MODEL,
       serial: this.control.data.serial,
       contractVersion: CONTRACT_VERSION,
-      blockSizeBytes: DEFAULT_BLOCK_SIZE,
+      blockSizeBytes: this.store.capabilities.blockSize,
       capabilities: {
         groupSnapshots: true,
-        cbtGranularityBytes: DEFAULT_BLOCK_SIZE,
+        cbtGranularityBytes: this.store.capabilities.cbtGranularityBytes,
         revert: true,
         clone: true,
-        maxSnapshotsPerLun: 0,
-        cbtFromDeletedBase: true,
-        cbtLiveTarget: true,
+        maxSnapshotsPerLun: this.store.capabilities.maxSnapshotsPerLun,
+        cbtFromDeletedBase: this.store.capabilities.cbtFromDeletedBase,
+        cbtLiveTarget: this.store.capabilities.cbtLiveTarget,
         resize: true,
         nbdDirtyBitmaps: true,
         lunMasking: true,
@@ -225,7 +225,8 @@ export class SanboxArrayService implements ArrayServiceImpl {
   async createLun(req: v1.CreateLunRequest): Promise<v1.ILun> {
     nonEmpty("name", req.name);
     if (!Number.isSafeInteger(req.sizeBytes) || req.sizeBytes <= 0) throw new InvalidArgumentError(`size_bytes must be > 0, got ${req.sizeBytes}`);
-    const size = Math.ceil(req.sizeBytes / DEFAULT_BLOCK_SIZE) * DEFAULT_BLOCK_SIZE;
+    const bs = this.store.capabilities.blockSize;
+    const size = Math.ceil(req.sizeBytes / bs) * bs;
     return this.lunView(await this.store.createLun({ name: req.name, size }));
   }
 
@@ -427,7 +428,7 @@ export class SanboxArrayService implements ArrayServiceImpl {
       if (req.lunId === "") throw new InvalidArgumentError("give target_snapshot_id, or lun_id to diff against the live LUN");
       target = { lun: this.lun(req.lunId).id };
     }
-    const r = this.store.changedExtents(req.baseSnapshotId, target);
+    const r = await this.store.changedExtents(req.baseSnapshotId, target);
     const extents = r.extents.map((e) => ({ offset: e.offset, length: e.length, flag: e.flag === "DATA" ? v1.ExtentType.DATA : v1.ExtentType.ZERO }));
     yield* frame(extents, r.size, req.startingOffset, maxResults);
   }
@@ -442,7 +443,7 @@ export class SanboxArrayService implements ArrayServiceImpl {
     } else {
       target = { lun: this.lun(req.lunId).id };
     }
-    const r = this.store.allocatedExtents(target);
+    const r = await this.store.allocatedExtents(target);
     yield* frame(
       r.extents.map((e) => ({ offset: e.offset, length: e.length, flag: v1.ExtentType.DATA })),
       r.size,

@@ -129,21 +129,26 @@ export class ControlState {
   }
 
   /** Atomically replaces the file with the current data. */
-  async save(): Promise<void> {
-    const tmp = `${this.path}.tmp`;
-    const fh = await open(tmp, "w", 0o600);
-    try {
-      await fh.writeFile(`${JSON.stringify(this.data, null, 1)}\n`);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.path);
-    const d = await open(dirname(this.path), "r");
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
+  save(): Promise<void> {
+    return writeFileAtomic(this.path, `${JSON.stringify(this.data, null, 1)}\n`);
+  }
+}
+
+/** Replaces `path` with `text` atomically and durably: temp file, fsync, rename, fsync the directory. */
+export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, "w", 0o600);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  const d = await open(dirname(path), "r");
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
   }
 }
