@@ -20,7 +20,7 @@
  * run (which deletes leaked snapshots and dead runs' tmp/ entries).
  */
 import type { Command } from "commander";
-import { InterruptedError, SanboxError } from "../src/errors.js";
+import { boundMessage, InterruptedError, SanboxError } from "../src/errors.js";
 import type { Logger } from "../src/log.js";
 import { negativeSizesAreUsageErrors } from "./size-arg.js";
 
@@ -46,11 +46,12 @@ export function exitCodeOf(e: unknown): number {
 
 export function failAndExit(e: unknown): never {
   if (e instanceof SanboxError) {
-    process.stderr.write(`sanbox: ${e.code}: ${e.message}\n`);
-    reportJson(e.code, e.message);
+    const message = boundMessage(e.message);
+    process.stderr.write(`sanbox: ${e.code}: ${message}\n`);
+    reportJson(e.code, message);
   } else {
-    process.stderr.write(`sanbox: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    reportJson("INTERNAL", e instanceof Error ? e.message : String(e));
+    process.stderr.write(`sanbox: ${boundMessage(e instanceof Error ? (e.stack ?? e.message) : String(e), 4096)}\n`);
+    reportJson("INTERNAL", boundMessage(e instanceof Error ? e.message : String(e)));
   }
   process.exit(exitCodeOf(e));
 }
@@ -74,10 +75,16 @@ export function applyEverywhere(command: Command, exit: (code: number) => never 
 
 export async function runMain(program: Command): Promise<void> {
   applyEverywhere(program);
+  // The event loop ran dry with the command still waiting (a reply that can never come):
+  // Node would exit 13 ("unsettled top-level await") without a word. Say what happened instead.
+  const stalled = (): void => failAndExit(new SanboxError("UNAVAILABLE", "the command was still waiting for a reply when nothing was left that could deliver it"));
+  process.once("beforeExit", stalled);
   try {
     await program.parseAsync(process.argv);
   } catch (e: unknown) {
     failAndExit(e);
+  } finally {
+    process.off("beforeExit", stalled);
   }
 }
 

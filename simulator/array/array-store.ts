@@ -22,6 +22,7 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
+  quote,
 } from "../../src/errors.js";
 import type { Extent } from "../../src/extents/index.js";
 import { fromBlocks } from "../../src/extents/index.js";
@@ -278,7 +279,7 @@ export class ArrayStore {
       const existing = st.findLun(req.name);
       if (existing) {
         if (existing.size === req.size && existing.blockSize === bs && existing.origin === null) return this.lunInfo(existing);
-        throw new AlreadyExistsError(`a LUN named "${req.name}" already exists with different parameters`);
+        throw new AlreadyExistsError(`a LUN named ${quote(req.name)} already exists with different parameters`);
       }
       await st.pool.file(bs);
       const lun: LunRecord = { id: newId("lun"), name: req.name, naa: newNaa(), line: st.ctr.nextLine, size: req.size, blockSize: bs, createdAt: new Date().toISOString(), allocBlocks: 0, origin: null };
@@ -306,9 +307,9 @@ export class ArrayStore {
     const lun = this.st.lun(ref);
     await this.manage([lun.id], () => {
       const st = this.st;
-      if (!st.luns.has(lun.id)) throw new NotFoundError(`LUN "${ref}" not found`);
+      if (!st.luns.has(lun.id)) throw new NotFoundError(`LUN ${quote(ref)} not found`);
       const snaps = [...st.snaps.values()].filter((s) => s.lunId === lun.id && s.state === "ready");
-      if (snaps.length > 0) throw new FailedPreconditionError(`LUN "${lun.name}" still has ${snaps.length} snapshot(s) (${snaps.map((s) => s.name).join(", ")}); delete them first`);
+      if (snaps.length > 0) throw new FailedPreconditionError(`LUN ${quote(lun.name)} still has ${snaps.length} snapshot(s) (${snaps.map((s) => s.name).join(", ")}); delete them first`);
       st.meta.txn(() => {
         const line = st.line(lun.line);
         removeReader(st, lun.line, line.epoch, true);
@@ -381,7 +382,7 @@ export class ArrayStore {
       const existing = this.findSnapByName(req.name);
       if (existing) {
         if (existing.lunId === lun0.id && existing.groupId === null) return this.snapInfo(existing);
-        throw new AlreadyExistsError(`a snapshot named "${req.name}" already exists for another source`);
+        throw new AlreadyExistsError(`a snapshot named ${quote(req.name)} already exists for another source`);
       }
       const lun = st.lun(lun0.id);
       await st.pool.syncData(); // the cut must never reference data that is not yet on disk
@@ -412,9 +413,9 @@ export class ArrayStore {
       if (found) {
         const same = found.state === "complete" && found.lunIds.length === ids.length && ids.every((id) => found.lunIds.includes(id));
         if (same) return found;
-        throw new AlreadyExistsError(`a group snapshot named "${req.name}" already exists${found.state === "complete" ? " for other LUNs" : " (being created)"}`);
+        throw new AlreadyExistsError(`a group snapshot named ${quote(req.name)} already exists${found.state === "complete" ? " for other LUNs" : " (being created)"}`);
       }
-      for (const l of luns) if (this.findSnapByName(`${req.name}@${l.name}`)) throw new AlreadyExistsError(`snapshot name "${req.name}@${l.name}" is taken`);
+      for (const l of luns) if (this.findSnapByName(`${req.name}@${l.name}`)) throw new AlreadyExistsError(`snapshot name ${quote(`${req.name}@${l.name}`)} is taken`);
       st.meta.txn(() => st.saveGroup(group));
       await this.durable();
       return null;
@@ -508,14 +509,14 @@ export class ArrayStore {
 
   getGroupSnapshot(id: string): GroupSnapshotInfo {
     const g = this.st.groups.get(id);
-    if (!g || g.state !== "complete") throw new NotFoundError(`group snapshot "${id}" not found`);
+    if (!g || g.state !== "complete") throw new NotFoundError(`group snapshot ${quote(id)} not found`);
     return this.groupInfo(g);
   }
 
   /** Deletes a group snapshot and all its member snapshots. */
   async deleteGroupSnapshot(id: string): Promise<void> {
     const g = this.st.groups.get(id);
-    if (!g || g.state !== "complete") throw new NotFoundError(`group snapshot "${id}" not found`);
+    if (!g || g.state !== "complete") throw new NotFoundError(`group snapshot ${quote(id)} not found`);
     await this.manage(g.lunIds.filter((l) => this.st.luns.has(l)), () => {
       this.st.meta.txn(() => {
         for (const sid of g.snapshotIds) {
@@ -579,7 +580,7 @@ export class ArrayStore {
       const existing = st.findLun(req.name);
       if (existing) {
         if (existing.origin === s.id) return this.lunInfo(existing);
-        throw new AlreadyExistsError(`a LUN named "${req.name}" already exists`);
+        throw new AlreadyExistsError(`a LUN named ${quote(req.name)} already exists`);
       }
       const lun: LunRecord = { id: newId("lun"), name: req.name, naa: newNaa(), line: st.ctr.nextLine, size: s.size, blockSize: s.blockSize, createdAt: new Date().toISOString(), allocBlocks: s.allocBlocks, origin: s.id };
       st.meta.txn(() => {
@@ -606,7 +607,7 @@ export class ArrayStore {
    */
   changedExtents(baseSnapshotId: string, target: CbtTarget): ChangedExtentsResult {
     const base = this.st.snaps.get(baseSnapshotId);
-    if (!base) throw new NotFoundError(`base snapshot "${baseSnapshotId}" not found`);
+    if (!base) throw new NotFoundError(`base snapshot ${quote(baseSnapshotId)} not found`);
     const r = this.reader(target);
     return { blockSize: r.blockSize, size: r.size, extents: changedExtents(this.st, base, r) };
   }
