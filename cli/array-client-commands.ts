@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { Command } from "commander";
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, SanboxError } from "../src/errors.js";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, SanboxError, quote } from "../src/errors.js";
 import { parsePskFile } from "../src/nbd/tls-psk.js";
 import { connectArray, groupSnapshotByRef, hostByRef, lunByRef, snapshotByRef, type ArrayClient } from "../src/rpc/array-client.js";
 import { resumableExtents } from "../src/rpc/block-stream.js";
@@ -242,7 +242,7 @@ export function registerArrayClient(program: Command): void {
           }
           hit = all.find((x) => x.hostId === hostId && (snapId !== "" ? x.snapshotId === snapId : x.lunId === lunId && x.snapshotId === ""));
         }
-        if (!hit) throw new NotFoundError(`no export matches "${ref}"`);
+        if (!hit) throw new NotFoundError(`no export matches ${quote(ref)}`);
         await c.deleteExport({ exportId: hit.exportId });
         print(opts, { deleted: hit.exportId }, () => `deleted export ${hit.exportId} (${hit.exportName})\n`);
       }),
@@ -456,7 +456,7 @@ function registerSnap(program: Command): void {
           // A group's id or name deletes the group; a member names its group.
           const group = await orNotFound(groupSnapshotByRef(c, snapshot?.groupSnapshotId ?? ref), `no snapshot or group snapshot named "${ref}"`);
           if (snapshot !== undefined && group.groupSnapshotId !== ref && group.name !== ref) {
-            throw new FailedPreconditionError(`snapshot "${ref}" is a member of group snapshot ${group.groupSnapshotId} ("${group.name}"): delete the group (sanbox snap delete ${group.groupSnapshotId})`);
+            throw new FailedPreconditionError(`snapshot ${quote(ref)} is a member of group snapshot ${group.groupSnapshotId} (${quote(group.name)}): delete the group (sanbox snap delete ${group.groupSnapshotId})`);
           }
           await c.deleteGroupSnapshot({ groupSnapshotId: group.groupSnapshotId });
           print(opts, { deleted: group.groupSnapshotId }, () => `deleted group snapshot ${group.groupSnapshotId} ("${group.name}", ${group.snapshots.length} snapshots)\n`);

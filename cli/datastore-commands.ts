@@ -8,7 +8,7 @@
  */
 import { open, stat } from "node:fs/promises";
 import type { Command } from "commander";
-import { InvalidArgumentError } from "../src/errors.js";
+import { InvalidArgumentError, quote } from "../src/errors.js";
 import type { BlockDevice } from "../src/block-device.js";
 import { Datastore, type DirEntry } from "../src/datastore/datastore.js";
 import { DatastoreFileDevice } from "../src/datastore/file-device.js";
@@ -214,7 +214,7 @@ export function registerVerifyConsistency(program: Command): void {
         let horizon: number | undefined;
         if (options.horizon !== undefined) {
           horizon = Number(options.horizon);
-          if (!Number.isSafeInteger(horizon) || horizon < 0) throw new InvalidArgumentError(`--horizon must be a non-negative integer, got "${options.horizon}"`);
+          if (!Number.isSafeInteger(horizon) || horizon < 0) throw new InvalidArgumentError(`--horizon must be a non-negative integer, got ${quote(options.horizon)}`);
         }
         const r = await verifyConsistency(named, horizon !== undefined ? { horizon } : {});
         print(options.json, r, () => {

@@ -16,7 +16,7 @@
  */
 import type { Command } from "commander";
 import { InvalidArgumentError as CommanderArgError } from "commander";
-import { InvalidArgumentError, ToolFailedError, errorMessage } from "../src/errors.js";
+import { InvalidArgumentError, ToolFailedError, errorMessage, quote } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { toNbdUri } from "../src/nbd/uri.js";
 import { startFaultFront, type FaultFrontOptions, type FaultOp } from "../src/nbdkit/fault-front.js";
@@ -64,7 +64,7 @@ export function parseErrorRate(text: string): string {
     const [a, b] = t.split("/");
     p = Number(a) / Number(b);
   } else p = Number(t);
-  if (!Number.isFinite(p) || p < 0 || p > 1) throw new InvalidArgumentError(`--error-rate "${text}": expected a probability such as 0.01, 1% or 1/100`);
+  if (!Number.isFinite(p) || p < 0 || p > 1) throw new InvalidArgumentError(`--error-rate ${quote(text)}: expected a probability such as 0.01, 1% or 1/100`);
   return `${(p * 100).toString()}%`;
 }
 
@@ -74,7 +74,7 @@ export function parseErrorOps(text: string): FaultOp[] {
     const name = raw.trim();
     if (name === "") continue;
     const op = OPS[name];
-    if (op === undefined) throw new InvalidArgumentError(`--error-ops: unknown operation "${name}" (use ${Object.keys(OPS).join(", ")})`);
+    if (op === undefined) throw new InvalidArgumentError(`--error-ops: unknown operation ${quote(name)} (use ${Object.keys(OPS).join(", ")})`);
     if (!out.includes(op)) out.push(op);
   }
   if (out.length === 0) throw new InvalidArgumentError("--error-ops: no operation given");
@@ -91,7 +91,7 @@ function nonNegativeInt(v: string): number {
 export function faultProxyOptions(upstream: string, options: FaultProxyOptions): FaultFrontOptions {
   toNbdUri(upstream); // validates the URI
   const errno = options.errno ?? "EIO";
-  if (!(ERRNOS as readonly string[]).includes(errno)) throw new InvalidArgumentError(`--errno "${errno}": use one of ${ERRNOS.join(", ")}`);
+  if (!(ERRNOS as readonly string[]).includes(errno)) throw new InvalidArgumentError(`--errno ${quote(errno)}: use one of ${ERRNOS.join(", ")}`);
   if (options.errorOps !== undefined && options.errorRate === undefined) throw new InvalidArgumentError("--error-ops needs --error-rate");
   const delay: NonNullable<FaultFrontOptions["delay"]> = {};
   if (options.delayRead !== undefined && options.delayRead > 0) delay.read = `${options.delayRead}ms`;

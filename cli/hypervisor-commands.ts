@@ -19,7 +19,7 @@
 import { readFile } from "node:fs/promises";
 import { waitForStopSignal } from "./run.js";
 import type { Command } from "commander";
-import { InvalidArgumentError, errorMessage } from "../src/errors.js";
+import { InvalidArgumentError, errorMessage, quote } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { parseTokenFile } from "../src/rpc/auth.js";
 import { formatEndpoint, parseEndpoint } from "../src/rpc/endpoint.js";
@@ -155,7 +155,7 @@ function collectOpt(value: string, prev: string[] | undefined): string[] {
 
 function parseIntOpt(what: string, text: string): number {
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${what} "${text}" is not a non-negative integer`);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${what} ${quote(text)} is not a non-negative integer`);
   return n;
 }
 
@@ -215,7 +215,7 @@ export function registerVm(program: Command): Command {
     .option("--seed <n>", "workload seed (default: continue the VM's chain, else random)")
     .action(async (name: string, options: Common & { workload: string; rate: string; seed?: string }) => {
       const rate = Number(options.rate);
-      if (!Number.isFinite(rate) || rate < 0) throw new InvalidArgumentError(`--rate "${options.rate}" is not a non-negative number`);
+      if (!Number.isFinite(rate) || rate < 0) throw new InvalidArgumentError(`--rate ${quote(options.rate)} is not a non-negative number`);
       const seed = options.seed !== undefined ? parseIntOpt("--seed", options.seed) : undefined;
       if (seed !== undefined && seed > 0xffff_ffff) throw new InvalidArgumentError(`--seed ${seed} does not fit in 32 bits`);
       statusOut(options, await using(options, (c) => c.startWorkload({ vm: name, workload: options.workload, rate, ...(seed !== undefined ? { seed } : {}) })));

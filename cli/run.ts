@@ -20,11 +20,37 @@
  * run (which deletes leaked snapshots and dead runs' tmp/ entries).
  */
 import type { Command } from "commander";
-import { InterruptedError, SanboxError } from "../src/errors.js";
+import { boundMessage, errorMessage, InterruptedError, SanboxError } from "../src/errors.js";
 import type { Logger } from "../src/log.js";
 import { negativeSizesAreUsageErrors } from "./size-arg.js";
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, TOOL_MISSING: 3, SIGINT: 130, SIGTERM: 143 } as const;
+
+/**
+ * What a run of the CLI talks to: the real process, or (tests that drive the
+ * whole tree in-process, test/e2e/456) an argv, an exit that throws CliExit and
+ * captured output.
+ */
+export interface CliIo {
+  readonly argv: readonly string[];
+  exit(code: number): never;
+  writeErr(s: string): void;
+  writeOut(s: string): void;
+}
+
+const PROCESS_IO: CliIo = {
+  argv: process.argv,
+  exit: (code) => process.exit(code),
+  writeErr: (s) => void process.stderr.write(s),
+  writeOut: (s) => void process.stdout.write(s),
+};
+
+/** Thrown by an in-process CliIo's exit, so the run unwinds instead of ending the process. */
+export class CliExit extends Error {
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`);
+  }
+}
 
 /** True when the command line asks for JSON output (checked on argv: an error may precede option parsing). */
 function wantsJson(argv: readonly string[]): boolean {
@@ -32,8 +58,8 @@ function wantsJson(argv: readonly string[]): boolean {
   return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
 }
 
-function reportJson(code: string, message: string, argv: readonly string[] = process.argv): void {
-  if (wantsJson(argv)) process.stdout.write(`${JSON.stringify({ error: { code, message } })}\n`);
+function reportJson(code: string, message: string, io: CliIo): void {
+  if (wantsJson(io.argv)) io.writeOut(`${JSON.stringify({ error: { code, message } })}\n`);
 }
 
 export function exitCodeOf(e: unknown): number {
@@ -44,40 +70,51 @@ export function exitCodeOf(e: unknown): number {
   return EXIT.FAILED;
 }
 
-export function failAndExit(e: unknown): never {
-  if (e instanceof SanboxError) {
-    process.stderr.write(`sanbox: ${e.code}: ${e.message}\n`);
-    reportJson(e.code, e.message);
-  } else {
-    process.stderr.write(`sanbox: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    reportJson("INTERNAL", e instanceof Error ? e.message : String(e));
-  }
-  process.exit(exitCodeOf(e));
+/**
+ * The one error line (`sanbox: CODE: message`, the code from src/errors.ts, or
+ * INTERNAL for anything outside the catalogue), the JSON error under --json,
+ * and the exit code. The stack of an INTERNAL error follows only with SANBOX_LOG=debug.
+ */
+export function failAndExit(e: unknown, io: CliIo = PROCESS_IO): never {
+  const code = e instanceof SanboxError ? e.code : "INTERNAL";
+  const message = boundMessage(errorMessage(e).replace(/\s*\n\s*/g, " "));
+  io.writeErr(`sanbox: ${code}: ${message}\n`);
+  if (!(e instanceof SanboxError) && e instanceof Error && e.stack !== undefined && process.env.SANBOX_LOG === "debug") io.writeErr(`${e.stack}\n`);
+  reportJson(code, message, io);
+  return io.exit(exitCodeOf(e));
 }
 
 /**
  * Gives `command` and every subcommand below it the CLI's exit rules; `exit` is
  * process.exit except in tests, which walk the tree in-process.
  */
-export function applyEverywhere(command: Command, exit: (code: number) => never = (code) => process.exit(code)): void {
+export function applyEverywhere(command: Command, exit: (code: number) => never = (code) => PROCESS_IO.exit(code), io: CliIo = PROCESS_IO): void {
   command.exitOverride((err) => {
     // commander's own exits: help and version are 0, everything else is a usage error.
     if (err.exitCode === 0) exit(EXIT.OK);
-    reportJson("INVALID_ARGUMENT", err.message.replace(/^error: /, ""));
+    reportJson("INVALID_ARGUMENT", boundMessage(err.message.replace(/^error: /, "")), io);
     exit(EXIT.USAGE);
   });
   negativeSizesAreUsageErrors(command);
   command.showHelpAfterError();
-  command.configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  for (const sub of command.commands) applyEverywhere(sub, exit);
+  // commander's own messages repeat the offending value in full ("command-argument value '…' is invalid").
+  command.configureOutput({ writeErr: (s) => io.writeErr(s), outputError: (s, write) => write(s.length > 1024 ? `${boundMessage(s.trimEnd())}\n` : s) });
+  for (const sub of command.commands) applyEverywhere(sub, exit, io);
 }
 
-export async function runMain(program: Command): Promise<void> {
-  applyEverywhere(program);
+export async function runMain(program: Command, io: CliIo = PROCESS_IO): Promise<void> {
+  applyEverywhere(program, (code) => io.exit(code), io);
+  // The event loop ran dry with the command still waiting (a reply that can never come):
+  // Node would exit 13 ("unsettled top-level await") without a word. Say what happened instead.
+  const stalled = (): void => failAndExit(new SanboxError("UNAVAILABLE", "the command was still waiting for a reply when nothing was left that could deliver it"), io);
+  if (io === PROCESS_IO) process.once("beforeExit", stalled);
   try {
-    await program.parseAsync(process.argv);
+    await program.parseAsync(io.argv);
   } catch (e: unknown) {
-    failAndExit(e);
+    if (e instanceof CliExit) throw e;
+    failAndExit(e, io);
+  } finally {
+    process.off("beforeExit", stalled);
   }
 }
 

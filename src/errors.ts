@@ -200,6 +200,30 @@ export class ToolFailedError extends SanboxError {
   }
 }
 
+/** How many characters of a caller's input an error message quotes at most. */
+export const QUOTE_CHARS = 64;
+/** The longest error message sent over the wire or printed (a backstop: messages quote input through `quote`). */
+export const MAX_MESSAGE_CHARS = 1024;
+
+/**
+ * A caller's value as an error message quotes it: JSON-quoted (so control
+ * characters and binary input stay on one line) and cut to `max` characters,
+ * with the full length said when cut. Every message that repeats input goes
+ * through here: an unbounded echo once made error replies too large to deliver.
+ */
+export function quote(v: unknown, max = QUOTE_CHARS): string {
+  const s = typeof v === "string" ? v : String(v);
+  if (s.length <= max) return JSON.stringify(s);
+  // Do not cut a surrogate pair in half.
+  const end = /[\uD800-\uDBFF]/.test(s.charAt(max - 1)) ? max - 1 : max;
+  return `${JSON.stringify(s.slice(0, end))}… (${s.length} characters)`;
+}
+
+/** `m` cut to MAX_MESSAGE_CHARS. */
+export function boundMessage(m: string, max = MAX_MESSAGE_CHARS): string {
+  return m.length <= max ? m : `${m.slice(0, max)}… (message cut at ${max} of ${m.length} characters)`;
+}
+
 /** Narrow an unknown thrown value to a message. */
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);

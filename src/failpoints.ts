@@ -17,7 +17,7 @@
  * the known ones, never a silent no-op. Without the variable `stopAt` is one
  * set lookup.
  */
-import { InvalidArgumentError } from "./errors.js";
+import { InvalidArgumentError, quote } from "./errors.js";
 
 export const FAILPOINTS_ENV = "SANBOX_FAILPOINTS";
 
@@ -50,7 +50,7 @@ export function parseFailpoints(text: string | undefined): ReadonlySet<Failpoint
   for (const raw of (text ?? "").split(",")) {
     const name = raw.trim();
     if (name === "") continue;
-    if (!isName(name)) throw new InvalidArgumentError(`${FAILPOINTS_ENV}: unknown failpoint "${name}" (known: ${FAILPOINT_NAMES.join(", ")})`);
+    if (!isName(name)) throw new InvalidArgumentError(`${FAILPOINTS_ENV}: unknown failpoint ${quote(name)} (known: ${FAILPOINT_NAMES.join(", ")})`);
     out.add(name);
   }
   return out;

@@ -18,7 +18,7 @@
  *    the current speed rather than the average since the start; the ETA is
  *    what is left at that rate, or null while the rate is unknown.
  */
-import { InvalidArgumentError } from "./errors.js";
+import { InvalidArgumentError, quote } from "./errors.js";
 import { formatSize } from "./size.js";
 
 export type ProgressMode = "auto" | "bar" | "plain" | "json" | "none";
@@ -26,7 +26,7 @@ const MODES: readonly ProgressMode[] = ["auto", "bar", "plain", "json", "none"];
 
 export function parseProgressMode(s: string): ProgressMode {
   const m = MODES.find((x) => x === s);
-  if (m === undefined) throw new InvalidArgumentError(`--progress must be one of ${MODES.join(", ")}, got "${s}"`);
+  if (m === undefined) throw new InvalidArgumentError(`--progress must be one of ${MODES.join(", ")}, got ${quote(s)}`);
   return m;
 }
 

@@ -15,17 +15,17 @@
  * "unknown option" on a command with a <size> argument into the same
  * "size must be positive" usage error.
  */
-import { InvalidArgumentError } from "./errors.js";
+import { InvalidArgumentError, quote } from "./errors.js";
 
 const UNITS: Record<string, number> = { "": 1, B: 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50, E: 2 ** 60 };
 
 export function parseSize(text: string): number {
   const m = /^\s*(-?)(\d+(?:\.\d+)?)\s*([kmgtpeKMGTPE]?)(?:i?[bB])?\s*$/.exec(text);
-  if (!m) throw new InvalidArgumentError(`invalid size "${text}": expected a number of bytes, or a number with a K, M, G, T or P suffix`);
+  if (!m) throw new InvalidArgumentError(`invalid size ${quote(text)}: expected a number of bytes, or a number with a K, M, G, T or P suffix`);
   const mult = UNITS[(m[3] ?? "").toUpperCase()] ?? 1;
   const value = Number(m[2]) * mult;
   if (m[1] === "-" || value === 0) throw new InvalidArgumentError(`size must be positive: ${text.trim()}`);
-  if (!Number.isSafeInteger(value)) throw new InvalidArgumentError(`invalid size "${text}": not a whole number of bytes below 2^53`);
+  if (!Number.isSafeInteger(value)) throw new InvalidArgumentError(`invalid size ${quote(text)}: not a whole number of bytes below 2^53`);
   return value;
 }
 

@@ -10,7 +10,7 @@
  * connection and all other ranges keep working; the failure is logged here.
  * Block status walks only the map entries inside the request.
  */
-import { NotFoundError, ReadOnlyError, SanboxError, UnsupportedError, errorMessage } from "../../src/errors.js";
+import { NotFoundError, ReadOnlyError, SanboxError, UnsupportedError, errorMessage, quote } from "../../src/errors.js";
 import type { Logger } from "../../src/log.js";
 import type { ExportListing, ExportProvider, NbdBackend, StatusExtent } from "../../src/nbd/backend.js";
 import { NBD_META_BASE_ALLOCATION, NBD_STATE_HOLE, NBD_STATE_ZERO } from "../../src/nbd/constants.js";
@@ -84,7 +84,7 @@ export class PointExportProvider implements ExportProvider {
   }
   async open(name: string): Promise<NbdBackend> {
     const b = this.disks.get(name);
-    if (!b) throw new NotFoundError(`no export "${name}" (exports: ${[...this.disks.keys()].join(", ")})`);
+    if (!b) throw new NotFoundError(`no export ${quote(name)} (exports: ${[...this.disks.keys()].join(", ")})`);
     return b;
   }
   async metaContexts(name: string): Promise<readonly string[]> {

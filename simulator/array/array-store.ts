@@ -22,6 +22,7 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
+  quote,
 } from "../../src/errors.js";
 import { fromBlocks } from "../../src/extents/index.js";
 import type {
@@ -251,7 +252,7 @@ export class ArrayStore implements ArrayBackend {
       const existing = st.findLun(req.name);
       if (existing) {
         if (existing.size === req.size && existing.blockSize === bs && existing.origin === null) return this.lunInfo(existing);
-        throw new AlreadyExistsError(`a LUN named "${req.name}" already exists with different parameters`);
+        throw new AlreadyExistsError(`a LUN named ${quote(req.name)} already exists with different parameters`);
       }
       await st.pool.file(bs);
       const lun: LunRecord = { id: newId("lun"), name: req.name, naa: newNaa(), line: st.ctr.nextLine, size: req.size, blockSize: bs, createdAt: new Date().toISOString(), allocBlocks: 0, origin: null };
@@ -279,9 +280,9 @@ export class ArrayStore implements ArrayBackend {
     const lun = this.st.lun(ref);
     await this.manage([lun.id], () => {
       const st = this.st;
-      if (!st.luns.has(lun.id)) throw new NotFoundError(`LUN "${ref}" not found`);
+      if (!st.luns.has(lun.id)) throw new NotFoundError(`LUN ${quote(ref)} not found`);
       const snaps = [...st.snaps.values()].filter((s) => s.lunId === lun.id && s.state === "ready");
-      if (snaps.length > 0) throw new FailedPreconditionError(`LUN "${lun.name}" still has ${snaps.length} snapshot(s) (${snaps.map((s) => s.name).join(", ")}); delete them first`);
+      if (snaps.length > 0) throw new FailedPreconditionError(`LUN ${quote(lun.name)} still has ${snaps.length} snapshot(s) (${snaps.map((s) => s.name).join(", ")}); delete them first`);
       st.meta.txn(() => {
         const line = st.line(lun.line);
         removeReader(st, lun.line, line.epoch, true);
@@ -345,6 +346,11 @@ export class ArrayStore implements ArrayBackend {
     return undefined;
   }
 
+  private findGroupByName(name: string): GroupRecord | undefined {
+    for (const g of this.st.groups.values()) if (g.name === name) return g;
+    return undefined;
+  }
+
   /** Snapshot of one LUN. Idempotent by name (same LUN returns the existing snapshot). */
   async createSnapshot(req: { lun: string; name: string }): Promise<SnapshotInfo> {
     checkName("snapshot", req.name);
@@ -354,8 +360,11 @@ export class ArrayStore implements ArrayBackend {
       const existing = this.findSnapByName(req.name);
       if (existing) {
         if (existing.lunId === lun0.id && existing.groupId === null) return this.snapInfo(existing);
-        throw new AlreadyExistsError(`a snapshot named "${req.name}" already exists for another source`);
+        throw new AlreadyExistsError(`a snapshot named ${quote(req.name)} already exists for another source`);
       }
+      // One namespace for CreateSnapshot's name, plain or group (docs/contract.md "Snapshots").
+      const group = this.findGroupByName(req.name);
+      if (group) throw new AlreadyExistsError(`the name ${quote(req.name)} is taken by a group snapshot (${group.lunIds.length} LUNs)`);
       const lun = st.lun(lun0.id);
       await st.pool.syncData(); // the cut must never reference data that is not yet on disk
       const snap = st.meta.txn(() => this.cut(lun, req.name, null));
@@ -381,13 +390,15 @@ export class ArrayStore implements ArrayBackend {
     // 1. intent, durable before any member is touched. Name checks run under the same lock.
     const existing = await this.mgmt.run(async () => {
       if (this.closed) throw new FailedPreconditionError("the array store is closed");
-      const found = [...st.groups.values()].find((g) => g.name === req.name);
+      const found = this.findGroupByName(req.name);
       if (found) {
         const same = found.state === "complete" && found.lunIds.length === ids.length && ids.every((id) => found.lunIds.includes(id));
         if (same) return found;
-        throw new AlreadyExistsError(`a group snapshot named "${req.name}" already exists${found.state === "complete" ? " for other LUNs" : " (being created)"}`);
+        throw new AlreadyExistsError(`a group snapshot named ${quote(req.name)} already exists${found.state === "complete" ? " for other LUNs" : " (being created)"}`);
       }
-      for (const l of luns) if (this.findSnapByName(`${req.name}@${l.name}`)) throw new AlreadyExistsError(`snapshot name "${req.name}@${l.name}" is taken`);
+      const plain = this.findSnapByName(req.name);
+      if (plain) throw new AlreadyExistsError(`the name ${quote(req.name)} is taken by a snapshot of one LUN`);
+      for (const l of luns) if (this.findSnapByName(`${req.name}@${l.name}`)) throw new AlreadyExistsError(`snapshot name ${quote(`${req.name}@${l.name}`)} is taken`);
       st.meta.txn(() => st.saveGroup(group));
       await this.durable();
       return null;
@@ -481,14 +492,14 @@ export class ArrayStore implements ArrayBackend {
 
   getGroupSnapshot(id: string): GroupSnapshotInfo {
     const g = this.st.groups.get(id);
-    if (!g || g.state !== "complete") throw new NotFoundError(`group snapshot "${id}" not found`);
+    if (!g || g.state !== "complete") throw new NotFoundError(`group snapshot ${quote(id)} not found`);
     return this.groupInfo(g);
   }
 
   /** Deletes a group snapshot and all its member snapshots. */
   async deleteGroupSnapshot(id: string): Promise<void> {
     const g = this.st.groups.get(id);
-    if (!g || g.state !== "complete") throw new NotFoundError(`group snapshot "${id}" not found`);
+    if (!g || g.state !== "complete") throw new NotFoundError(`group snapshot ${quote(id)} not found`);
     await this.manage(g.lunIds.filter((l) => this.st.luns.has(l)), () => {
       this.st.meta.txn(() => {
         for (const sid of g.snapshotIds) {
@@ -552,7 +563,7 @@ export class ArrayStore implements ArrayBackend {
       const existing = st.findLun(req.name);
       if (existing) {
         if (existing.origin === s.id) return this.lunInfo(existing);
-        throw new AlreadyExistsError(`a LUN named "${req.name}" already exists`);
+        throw new AlreadyExistsError(`a LUN named ${quote(req.name)} already exists`);
       }
       const lun: LunRecord = { id: newId("lun"), name: req.name, naa: newNaa(), line: st.ctr.nextLine, size: s.size, blockSize: s.blockSize, createdAt: new Date().toISOString(), allocBlocks: s.allocBlocks, origin: s.id };
       st.meta.txn(() => {
@@ -579,7 +590,7 @@ export class ArrayStore implements ArrayBackend {
    */
   changedExtents(baseSnapshotId: string, target: CbtTarget): ChangedExtentsResult {
     const base = this.st.snaps.get(baseSnapshotId);
-    if (!base) throw new NotFoundError(`base snapshot "${baseSnapshotId}" not found`);
+    if (!base) throw new NotFoundError(`base snapshot ${quote(baseSnapshotId)} not found`);
     const r = this.reader(target);
     return { blockSize: r.blockSize, size: r.size, extents: changedExtents(this.st, base, r) };
   }

@@ -8,7 +8,7 @@
  * valid NAA-6 length, so we follow the standard.
  */
 import { randomBytes } from "node:crypto";
-import { InvalidArgumentError } from "../../src/errors.js";
+import { InvalidArgumentError, quote } from "../../src/errors.js";
 
 export function newId(prefix: "lun" | "snap" | "grp"): string {
   return `${prefix}-${randomBytes(8).toString("hex")}`;
@@ -22,6 +22,6 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function checkName(kind: string, name: string): void {
   if (!NAME.test(name)) {
-    throw new InvalidArgumentError(`invalid ${kind} name "${name}": use 1-128 characters from A-Z a-z 0-9 . _ - , starting with a letter or digit`);
+    throw new InvalidArgumentError(`invalid ${kind} name ${quote(name)}: use 1-128 characters from A-Z a-z 0-9 . _ - , starting with a letter or digit`);
   }
 }

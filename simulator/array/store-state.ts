@@ -12,7 +12,7 @@
  * touch in that interval. Hence "touched in (t, R]" <=> "has an entry in (t, R]",
  * for any epoch t, which is what CBT relies on, even for deleted (tombstone) bases.
  */
-import { NoSpaceError, NotFoundError, fsError } from "../../src/errors.js";
+import { NoSpaceError, NotFoundError, fsError, quote } from "../../src/errors.js";
 import type { MetaDb } from "./meta-db.js";
 import type { GroupRecord, LineRecord, LunRecord, SnapshotRecord, Counters } from "./records.js";
 import type { SlotPool } from "./slot-pool.js";
@@ -116,12 +116,12 @@ export class StoreState {
   }
   lun(ref: string): LunRecord {
     const l = this.findLun(ref);
-    if (!l) throw new NotFoundError(`LUN "${ref}" not found`);
+    if (!l) throw new NotFoundError(`LUN ${quote(ref)} not found`);
     return l;
   }
   snapshot(id: string): SnapshotRecord {
     const s = this.snaps.get(id);
-    if (!s || s.state !== "ready") throw new NotFoundError(`snapshot "${id}" not found`);
+    if (!s || s.state !== "ready") throw new NotFoundError(`snapshot ${quote(id)} not found`);
     return s;
   }
   liveReader(lun: LunRecord): Reader {

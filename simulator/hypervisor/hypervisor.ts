@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { NbdDevice } from "../../src/nbd/nbd-device.js";
 import { DatastoreFileDevice } from "../../src/datastore/file-device.js";
 import { createVm, growVmdk, listVms, readVm, type VmDiskInfo, type VmDiskSpec, type VmInfo } from "../../src/datastore/vm-files.js";
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, errorMessage } from "../../src/errors.js";
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, errorMessage, quote } from "../../src/errors.js";
 import type { Logger } from "../../src/log.js";
 import { STAMP_SIZE, type DiskTarget, type WorkloadDisk } from "../../src/oracle/index.js";
 import type { ArrayLink, LunInfo } from "./array-link.js";
@@ -145,7 +145,7 @@ export class Hypervisor {
 
   private entry(name: string): VmEntry {
     const e = this.vms.get(name);
-    if (e === undefined) throw new NotFoundError(`VM "${name}" not found`);
+    if (e === undefined) throw new NotFoundError(`VM ${quote(name)} not found`);
     return e;
   }
 
@@ -182,7 +182,7 @@ export class Hypervisor {
   /** Creates a VM; mounts (and, if blank, formats) the datastore LUN first. */
   createVm(name: string, datastoreRef: string, disks: readonly NewDisk[]): Promise<VmView> {
     return this.serial(async () => {
-      if (this.vms.has(name)) throw new AlreadyExistsError(`VM "${name}" already exists`);
+      if (this.vms.has(name)) throw new AlreadyExistsError(`VM ${quote(name)} already exists`);
       if (disks.length === 0) throw new InvalidArgumentError("a VM needs at least one disk");
       const dsLun = await this.link.lun(datastoreRef);
       const specs: VmDiskSpec[] = [];
@@ -212,7 +212,7 @@ export class Hypervisor {
     return this.serial(async () => {
       const e = this.entry(name);
       if (e.runtime.running) {
-        if (!force) throw new FailedPreconditionError(`VM "${name}" runs a workload; stop it first (or force)`);
+        if (!force) throw new FailedPreconditionError(`VM ${quote(name)} runs a workload; stop it first (or force)`);
         e.runtime.resume();
         await e.runtime.stop();
       }
@@ -223,7 +223,7 @@ export class Hypervisor {
   }
 
   async startWorkload(name: string, opts: { workload: string; seed?: number; rate: number }): Promise<RuntimeStatus> {
-    if (opts.workload !== "" && opts.workload !== "dependent") throw new InvalidArgumentError(`unknown workload "${opts.workload}" (known: dependent)`);
+    if (opts.workload !== "" && opts.workload !== "dependent") throw new InvalidArgumentError(`unknown workload ${quote(opts.workload)} (known: dependent)`);
     if (!Number.isFinite(opts.rate) || opts.rate < 0) throw new InvalidArgumentError(`rate ${opts.rate} must be >= 0`);
     const e = this.entry(name);
     return e.runtime.start({ ...(opts.seed !== undefined ? { seed: opts.seed } : {}), rate: opts.rate, openIo: () => this.openIo(e) });

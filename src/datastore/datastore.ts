@@ -21,7 +21,7 @@
  * All operations run one at a time (an internal queue), reads included.
  */
 import { randomUUID } from "node:crypto";
-import { AlreadyExistsError, CorruptError, FailedPreconditionError, InvalidArgumentError, IoError, NoSpaceError, NotFoundError, ReadOnlyError } from "../errors.js";
+import { AlreadyExistsError, CorruptError, FailedPreconditionError, InvalidArgumentError, IoError, NoSpaceError, NotFoundError, ReadOnlyError, quote } from "../errors.js";
 import type { BlockDevice } from "../block-device.js";
 import { crc32c } from "./crc32c.js";
 import { checkImage, loadCommitted, validName, type FsckReport } from "./fsck.js";
@@ -99,7 +99,7 @@ interface Inode {
 /** Splits an absolute or relative path into validated components ("/" and "" are the root). */
 export function splitPath(path: string): string[] {
   const parts = path.split("/").filter((p) => p.length > 0);
-  for (const p of parts) if (!validName(p)) throw new InvalidArgumentError(`invalid path "${path}": bad component "${p}"`);
+  for (const p of parts) if (!validName(p)) throw new InvalidArgumentError(`invalid path ${quote(path)}: bad component ${quote(p)}`);
   return parts;
 }
 

@@ -10,7 +10,7 @@
  * by its block runs, length and CRC-32C. The blob is written copy-on-write to
  * free blocks; a commit is the write of the next superblock into the other slot.
  */
-import { CorruptError, InvalidArgumentError } from "../errors.js";
+import { CorruptError, InvalidArgumentError, quote } from "../errors.js";
 import { ByteReader, ByteWriter } from "./byte-codec.js";
 import { crc32c } from "./crc32c.js";
 
@@ -100,7 +100,7 @@ export function encodeSuperblock(sb: Superblock): Buffer {
   if (sb.metaRuns.length > MAX_META_RUNS) throw new InvalidArgumentError(`metadata spans ${sb.metaRuns.length} runs; at most ${MAX_META_RUNS} fit in a superblock`);
   const label = Buffer.from(sb.label, "utf8");
   if (label.length > LABEL_BYTES) throw new InvalidArgumentError(`label is longer than ${LABEL_BYTES} bytes`);
-  if (!/^[0-9a-f]{32}$/.test(sb.uuid)) throw new InvalidArgumentError(`uuid must be 32 hex digits, got "${sb.uuid}"`);
+  if (!/^[0-9a-f]{32}$/.test(sb.uuid)) throw new InvalidArgumentError(`uuid must be 32 hex digits, got ${quote(sb.uuid)}`);
   const w = new ByteWriter();
   w.bytes(FS_MAGIC).u32(sb.version).u32(SUPERBLOCK_SIZE).u32(sb.blockSize).u32(sb.metaRuns.length);
   w.u64(sb.blockCount).u64(sb.generation).u64(sb.metaLength).u32(sb.metaChecksum).u32(0);

@@ -12,7 +12,7 @@
  *
  * The NAA id is authoritative; the plugin resolves it to a LUN through the array.
  */
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, quote } from "../errors.js";
 import { isSkippable, lineError, parseKeyValue, splitLines, type Line } from "./text-lines.js";
 
 export const RDM_MAPPING_HEADER = "# sanbox RDM mapping file";
@@ -50,11 +50,11 @@ export function parseRdmMapping(text: string, source = "rdm mapping"): RdmMappin
   const version = need("version");
   if (version.value !== "1") throw lineError(source, version.line, `unsupported version ${version.value}`);
   const mode = need("mode");
-  if (mode.value !== "physical" && mode.value !== "virtual") throw lineError(source, mode.line, `mode must be "physical" or "virtual", got "${mode.value}"`);
+  if (mode.value !== "physical" && mode.value !== "virtual") throw lineError(source, mode.line, `mode must be "physical" or "virtual", got ${quote(mode.value)}`);
   const naa = need("naa");
-  if (!isNaa6(naa.value)) throw lineError(source, naa.line, `naa must be "naa.6" followed by 31 hex digits, got "${naa.value}"`);
+  if (!isNaa6(naa.value)) throw lineError(source, naa.line, `naa must be "naa.6" followed by 31 hex digits, got ${quote(naa.value)}`);
   const cap = need("capacity");
-  if (!/^\d+$/.test(cap.value) || !Number.isSafeInteger(Number(cap.value)) || Number(cap.value) <= 0) throw lineError(source, cap.line, `invalid capacity "${cap.value}"`);
+  if (!/^\d+$/.test(cap.value) || !Number.isSafeInteger(Number(cap.value)) || Number(cap.value) <= 0) throw lineError(source, cap.line, `invalid capacity ${quote(cap.value)}`);
   const out: RdmMapping = { mode: mode.value, naa: naa.value.toLowerCase(), capacity: Number(cap.value) };
   const lun = kv.get("lun");
   if (lun !== undefined) out.lun = lun.value;
@@ -62,9 +62,9 @@ export function parseRdmMapping(text: string, source = "rdm mapping"): RdmMappin
 }
 
 export function serializeRdmMapping(m: RdmMapping): string {
-  if (!isNaa6(m.naa)) throw new InvalidArgumentError(`not an NAA-6 identifier: "${m.naa}"`);
+  if (!isNaa6(m.naa)) throw new InvalidArgumentError(`not an NAA-6 identifier: ${quote(m.naa)}`);
   if (!Number.isSafeInteger(m.capacity) || m.capacity <= 0) throw new InvalidArgumentError(`invalid capacity ${m.capacity}`);
-  if (m.lun !== undefined && /["\n]/.test(m.lun)) throw new InvalidArgumentError(`invalid LUN name "${m.lun}"`);
+  if (m.lun !== undefined && /["\n]/.test(m.lun)) throw new InvalidArgumentError(`invalid LUN name ${quote(m.lun)}`);
   const lines = [RDM_MAPPING_HEADER, "version=1", `mode="${m.mode}"`, `naa="${m.naa.toLowerCase()}"`, `capacity=${m.capacity}`];
   if (m.lun !== undefined) lines.push(`lun="${m.lun}"`);
   return lines.join("\n") + "\n";

@@ -3,7 +3,7 @@
  * `key = value` or `key="value"` lines, `#` comment lines, blank lines. Every
  * error names the source and the 1-based line number.
  */
-import { CorruptError } from "../errors.js";
+import { CorruptError, quote } from "../errors.js";
 
 export interface Line {
   /** 1-based line number. */
@@ -33,15 +33,15 @@ const KEY = /^[A-Za-z0-9_.:-]+$/;
 /** `key = "value"` or `key=value` (unquoted values may not contain spaces, quotes or `#`). */
 export function parseKeyValue(source: string, line: Line): KeyValue {
   const eq = line.text.indexOf("=");
-  if (eq < 0) throw lineError(source, line, `expected key = "value", got "${line.text.trim()}"`);
+  if (eq < 0) throw lineError(source, line, `expected key = "value", got ${quote(line.text.trim())}`);
   const key = line.text.slice(0, eq).trim();
-  if (!KEY.test(key)) throw lineError(source, line, `invalid key "${key}"`);
+  if (!KEY.test(key)) throw lineError(source, line, `invalid key ${quote(key)}`);
   const rest = line.text.slice(eq + 1).trim();
   if (rest.startsWith('"')) {
     const close = rest.indexOf('"', 1);
     if (close < 0) throw lineError(source, line, `unterminated quoted value for ${key}`);
     const after = rest.slice(close + 1).trim();
-    if (after !== "" && !after.startsWith("#")) throw lineError(source, line, `unexpected text after the value of ${key}: "${after}"`);
+    if (after !== "" && !after.startsWith("#")) throw lineError(source, line, `unexpected text after the value of ${key}: ${quote(after)}`);
     return { key, value: rest.slice(1, close), quoted: true };
   }
   if (rest === "" || /[\s"#]/.test(rest)) throw lineError(source, line, `value of ${key} must be quoted`);

@@ -12,7 +12,7 @@
  * snapshot of the datastore LUN with listVms/readVm, and maps flat files to LUN
  * ranges with Datastore.extentMap.
  */
-import { FailedPreconditionError, InvalidArgumentError } from "../errors.js";
+import { FailedPreconditionError, InvalidArgumentError, quote } from "../errors.js";
 import { joinPath, splitPath, type Datastore } from "./datastore.js";
 import { isNaa6, parseRdmMapping, serializeRdmMapping, type RdmMapping } from "./rdm-mapping.js";
 import { SECTOR, buildFlatDescriptor, buildRdmDescriptor, parseVmdkDescriptor, serializeVmdkDescriptor, vmdkCapacity, vmdkKind, type VmdkDescriptor, type VmdkKind } from "./vmdk-descriptor.js";
@@ -60,7 +60,7 @@ function resolveIn(dir: string, name: string): string {
 
 /** Writes a new VM directory: descriptors, thin flat files, RDM mapping files, then the VMX. */
 export async function createVm(ds: Datastore, spec: VmSpec): Promise<VmInfo> {
-  if (!VM_NAME.test(spec.name)) throw new InvalidArgumentError(`invalid VM name "${spec.name}"`);
+  if (!VM_NAME.test(spec.name)) throw new InvalidArgumentError(`invalid VM name ${quote(spec.name)}`);
   if (spec.disks.length === 0) throw new InvalidArgumentError("a VM needs at least one disk");
   const dir = `/${spec.name}`;
   await ds.mkdir(dir);
@@ -74,7 +74,7 @@ export async function createVm(ds: Datastore, spec: VmSpec): Promise<VmInfo> {
       await ds.writeFile(`${dir}/${base}.vmdk`, Buffer.from(serializeVmdkDescriptor(desc)));
       files.push({ fileName: `${base}.vmdk` });
     } else {
-      if (!isNaa6(d.naa)) throw new InvalidArgumentError(`disk ${i}: "${d.naa}" is not an NAA-6 identifier`);
+      if (!isNaa6(d.naa)) throw new InvalidArgumentError(`disk ${i}: ${quote(d.naa)} is not an NAA-6 identifier`);
       const mapping: RdmMapping = { mode: "physical", naa: d.naa.toLowerCase(), capacity: d.capacityBytes };
       if (d.lun !== undefined) mapping.lun = d.lun;
       const desc = buildRdmDescriptor({ name: base, capacityBytes: d.capacityBytes });

@@ -23,7 +23,7 @@
  * VMFSRAW extent naming its `-rdmp.vmdk` mapping file (see rdm-mapping.ts).
  */
 import { randomBytes } from "node:crypto";
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, quote } from "../errors.js";
 import { isSkippable, lineError, parseKeyValue, splitLines, type Line } from "./text-lines.js";
 
 export const SECTOR = 512;
@@ -93,20 +93,20 @@ export function parseVmdkDescriptor(text: string, source = "vmdk descriptor"): V
     if (ext !== null && ACCESS.includes(ext[1] ?? "")) {
       if (header.size === 0 || sawDdb) throw lineError(source, line, "extent line outside the extent section");
       const sectors = Number(ext[2]);
-      if (!/^\d+$/.test(ext[2] ?? "") || !Number.isSafeInteger(sectors)) throw lineError(source, line, `invalid sector count "${ext[2]}"`);
+      if (!/^\d+$/.test(ext[2] ?? "") || !Number.isSafeInteger(sectors)) throw lineError(source, line, `invalid sector count ${quote(ext[2])}`);
       const type = ext[3] ?? "";
-      if (!EXTENT_TYPES.includes(type)) throw lineError(source, line, `unknown extent type "${type}"`);
+      if (!EXTENT_TYPES.includes(type)) throw lineError(source, line, `unknown extent type ${quote(type)}`);
       const fileName = ext[4] ?? "";
-      if (fileName === "" || fileName.includes("/")) throw lineError(source, line, `invalid extent file name "${fileName}"`);
+      if (fileName === "" || fileName.includes("/")) throw lineError(source, line, `invalid extent file name ${quote(fileName)}`);
       const x: VmdkExtent = { access: ext[1] as ExtentAccess, sectors, type, fileName };
       if (ext[5] !== undefined) {
-        if (!/^\d+$/.test(ext[5])) throw lineError(source, line, `invalid extent offset "${ext[5]}"`);
+        if (!/^\d+$/.test(ext[5])) throw lineError(source, line, `invalid extent offset ${quote(ext[5])}`);
         x.offset = Number(ext[5]);
       }
       extents.push(x);
       continue;
     }
-    if (/^[A-Z]+\s+\d/.test(t)) throw lineError(source, line, `malformed extent line "${t}"`);
+    if (/^[A-Z]+\s+\d/.test(t)) throw lineError(source, line, `malformed extent line ${quote(t)}`);
     const kv = parseKeyValue(source, line);
     if (kv.key.startsWith("ddb.")) {
       sawDdb = true;
@@ -126,15 +126,15 @@ export function parseVmdkDescriptor(text: string, source = "vmdk descriptor"): V
   const version = need("version");
   if (version.value !== "1") throw lineError(source, version.line, `unsupported version ${version.value}`);
   const cid = need("CID");
-  if (!HEX32.test(cid.value)) throw lineError(source, cid.line, `CID must be 8 hex digits, got "${cid.value}"`);
+  if (!HEX32.test(cid.value)) throw lineError(source, cid.line, `CID must be 8 hex digits, got ${quote(cid.value)}`);
   const parent = need("parentCID");
-  if (!HEX32.test(parent.value)) throw lineError(source, parent.line, `parentCID must be 8 hex digits, got "${parent.value}"`);
+  if (!HEX32.test(parent.value)) throw lineError(source, parent.line, `parentCID must be 8 hex digits, got ${quote(parent.value)}`);
   const ct = need("createType");
   const wantType = CREATE_TYPES[ct.value];
-  if (wantType === undefined) throw lineError(source, ct.line, `unsupported createType "${ct.value}" (expected one of ${Object.keys(CREATE_TYPES).join(", ")})`);
+  if (wantType === undefined) throw lineError(source, ct.line, `unsupported createType ${quote(ct.value)} (expected one of ${Object.keys(CREATE_TYPES).join(", ")})`);
   if (extents.length === 0) throw lineError(source, lines.length, "no extent lines");
   for (const x of extents) {
-    if (x.type !== wantType) throw lineError(source, ct.line, `createType "${ct.value}" needs ${wantType} extents, found ${x.type} ("${x.fileName}")`);
+    if (x.type !== wantType) throw lineError(source, ct.line, `createType ${quote(ct.value)} needs ${wantType} extents, found ${x.type} (${quote(x.fileName)})`);
   }
   const rest: [string, string][] = [];
   for (const [k, v] of header) if (!["version", "CID", "parentCID", "createType"].includes(k)) rest.push([k, v.value]);

@@ -4,7 +4,7 @@
  * handle whose close() is a no-op, so the shared backend outlives any one client;
  * the owner closes it after the server stops.
  */
-import { NotFoundError } from "../errors.js";
+import { NotFoundError, quote } from "../errors.js";
 import type { ExportListing, ExportProvider, NbdBackend, ReadPiece } from "./backend.js";
 
 export class SingleExportProvider implements ExportProvider {
@@ -20,12 +20,12 @@ export class SingleExportProvider implements ExportProvider {
   }
 
   async open(name: string): Promise<NbdBackend> {
-    if (name !== this.name) throw new NotFoundError(`export "${name}" not found (this server exports "${this.name}")`);
+    if (name !== this.name) throw new NotFoundError(`export ${quote(name)} not found (this server exports ${quote(this.name)})`);
     return sharedHandle(this.backend);
   }
 
   async metaContexts(name: string): Promise<readonly string[]> {
-    if (name !== this.name) throw new NotFoundError(`export "${name}" not found`);
+    if (name !== this.name) throw new NotFoundError(`export ${quote(name)} not found`);
     return this.backend.metaContexts();
   }
 }

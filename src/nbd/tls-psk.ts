@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import type { ConnectionOptions, TlsOptions } from "node:tls";
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, quote } from "../errors.js";
 
 export const PSK_CIPHERS = "PSK-AES256-GCM-SHA384:PSK-AES128-GCM-SHA256:PSK-CHACHA20-POLY1305:DHE-PSK-AES256-GCM-SHA384:DHE-PSK-AES128-GCM-SHA256";
 
@@ -53,7 +53,7 @@ export function clientTlsOptions(table: PskTable, identity?: string): Connection
   const chosen = identity ?? table.keys().next().value;
   if (chosen === undefined) throw new InvalidArgumentError("psk table is empty");
   const psk = table.get(chosen);
-  if (psk === undefined) throw new InvalidArgumentError(`psk identity "${chosen}" is not in the psk file`);
+  if (psk === undefined) throw new InvalidArgumentError(`psk identity ${quote(chosen)} is not in the psk file`);
   return {
     ciphers: PSK_CIPHERS,
     minVersion: "TLSv1.2",

@@ -17,7 +17,7 @@
  *   query is accepted as an alias on input. Unknown query parameters are diagnosed,
  *   as the URI spec asks, except the spec's `tls-*` knobs we have no use for.
  */
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, quote } from "../errors.js";
 import { NBD_DEFAULT_PORT } from "./constants.js";
 
 export type NbdTransport = { kind: "tcp"; host: string; port: number } | { kind: "unix"; path: string };
@@ -43,7 +43,7 @@ const IGNORED_PARAMS = new Set(["tls-type", "tls-hostname", "tls-verify-peer", "
 const URI_RE = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?(?:#.*)?$/;
 
 function bad(text: string, why: string): InvalidArgumentError {
-  return new InvalidArgumentError(`invalid NBD URI "${text}": ${why}`);
+  return new InvalidArgumentError(`invalid NBD URI ${quote(text)}: ${why}`);
 }
 
 function pctDecode(s: string, text: string, what: string): string {
@@ -59,7 +59,7 @@ export function parseNbdUri(text: string): NbdUri {
   if (m === null) throw bad(text, "expected SCHEME://[AUTHORITY]/[EXPORT][?QUERY]");
   const scheme = (m[1] ?? "").toLowerCase();
   const kind = SCHEMES[scheme];
-  if (kind === undefined) throw bad(text, `unknown scheme "${scheme}" (expected nbd, nbds, nbd+unix or nbds+unix)`);
+  if (kind === undefined) throw bad(text, `unknown scheme ${quote(scheme)} (expected nbd, nbds, nbd+unix or nbds+unix)`);
   const authority = m[2] ?? "";
   const path = m[3] ?? "";
   const query = m[4];
@@ -81,7 +81,7 @@ export function parseNbdUri(text: string): NbdUri {
     const rest = hostport.slice(close + 1);
     if (rest !== "" && !rest.startsWith(":")) throw bad(text, "garbage after IPv6 literal");
     if (rest !== "") portText = rest.slice(1);
-    if (!/^[0-9A-Fa-f:.]+(%25.+)?$/.test(host)) throw bad(text, `"${host}" is not an IPv6 literal`);
+    if (!/^[0-9A-Fa-f:.]+(%25.+)?$/.test(host)) throw bad(text, `${quote(host)} is not an IPv6 literal`);
     host = pctDecode(host, text, "host");
   } else {
     const colon = hostport.lastIndexOf(":");
@@ -94,7 +94,7 @@ export function parseNbdUri(text: string): NbdUri {
   let port = NBD_DEFAULT_PORT;
   if (portText !== undefined && portText !== "") {
     if (!/^[0-9]{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
-      throw bad(text, `port "${portText}" is not in 1..65535`);
+      throw bad(text, `port ${quote(portText)} is not in 1..65535`);
     }
     port = Number(portText);
   }
@@ -111,7 +111,7 @@ export function parseNbdUri(text: string): NbdUri {
       const eq = part.indexOf("=");
       const key = pctDecode(eq < 0 ? part : part.slice(0, eq), text, "query key");
       const value = pctDecode(eq < 0 ? "" : part.slice(eq + 1), text, `query parameter ${key}`);
-      if (params.has(key)) throw bad(text, `query parameter "${key}" given twice`);
+      if (params.has(key)) throw bad(text, `query parameter ${quote(key)} given twice`);
       params.set(key, value);
     }
   }
@@ -145,7 +145,7 @@ export function parseNbdUri(text: string): NbdUri {
 
   for (const key of params.keys()) {
     if (!IGNORED_PARAMS.has(key) && !key.startsWith("x-")) {
-      throw bad(text, `unknown query parameter "${key}" (supported: socket, tls-psk-file, tls-username)`);
+      throw bad(text, `unknown query parameter ${quote(key)} (supported: socket, tls-psk-file, tls-username)`);
     }
   }
   return u;

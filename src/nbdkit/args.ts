@@ -4,7 +4,7 @@
  * `--filter=` (outermost first), then the plugin, then every `key=value` (plugin
  * and filter parameters share one list after the plugin name).
  */
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, quote } from "../errors.js";
 
 export interface NbdkitOptions {
   plugin: string;
@@ -32,13 +32,13 @@ export type NbdkitEndpoint = { kind: "unix"; path: string } | { kind: "tcp"; hos
 
 function keyValues(r: Record<string, string>, what: string): string[] {
   return Object.entries(r).map(([k, v]) => {
-    if (k === "" || k.includes("=")) throw new InvalidArgumentError(`nbdkit ${what} key "${k}" is empty or contains "="`);
+    if (k === "" || k.includes("=")) throw new InvalidArgumentError(`nbdkit ${what} key ${quote(k)} is empty or contains "="`);
     return `${k}=${v}`;
   });
 }
 
 export function buildNbdkitArgs(opts: NbdkitOptions, endpoint: NbdkitEndpoint): string[] {
-  if (opts.plugin === "" || opts.plugin.startsWith("-")) throw new InvalidArgumentError(`invalid nbdkit plugin "${opts.plugin}"`);
+  if (opts.plugin === "" || opts.plugin.startsWith("-")) throw new InvalidArgumentError(`invalid nbdkit plugin ${quote(opts.plugin)}`);
   const args = ["--foreground", "--exit-with-parent"];
   if (endpoint.kind === "unix") args.push("--unix", endpoint.path);
   else args.push("--ipaddr", endpoint.host, "--port", String(endpoint.port));

@@ -21,7 +21,7 @@
  * A block that is neither all zeros nor a stamp whose CRC and regenerated fill both
  * check is "torn": an interrupted write, or something that is not ours.
  */
-import { CorruptError, InvalidArgumentError } from "../errors.js";
+import { CorruptError, InvalidArgumentError, quote } from "../errors.js";
 import { ByteReader, ByteWriter } from "../datastore/byte-codec.js";
 import { crc32c } from "../datastore/crc32c.js";
 import { Prng } from "./prng.js";
@@ -68,7 +68,7 @@ export function encodeDescriptor(spec: WorkloadSpec): Buffer {
   w.u16(1).u16(spec.disks.length).u32(spec.seed >>> 0).u8(vm.length).bytes(vm);
   for (const d of spec.disks) {
     const id = Buffer.from(d.id, "utf8");
-    if (id.length === 0 || id.length > 64) throw new InvalidArgumentError(`disk id "${d.id}" must be 1 to 64 bytes`);
+    if (id.length === 0 || id.length > 64) throw new InvalidArgumentError(`disk id ${quote(d.id)} must be 1 to 64 bytes`);
     if (d.size <= 0 || d.size % STAMP_SIZE !== 0) throw new InvalidArgumentError(`disk ${d.id}: size ${d.size} is not a positive multiple of ${STAMP_SIZE}`);
     const max = d.maxSize ?? d.size;
     if (max < d.size || max % STAMP_SIZE !== 0) throw new InvalidArgumentError(`disk ${d.id}: max size ${max} must be a multiple of ${STAMP_SIZE} and at least its size`);

@@ -11,7 +11,7 @@
  * Every write is exactly one STAMP_SIZE block at a STAMP_SIZE-aligned offset, so an
  * acknowledged write is all-or-nothing on any device with 4 KiB-or-larger blocks.
  */
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, quote } from "../errors.js";
 import { Prng } from "./prng.js";
 import { STAMP_SIZE, encodeDescriptor, encodeStamp, type WorkloadDisk, type WorkloadSpec } from "./stamp.js";
 
@@ -143,7 +143,7 @@ export class Journal {
   imageAt(n: number, diskId: string): Buffer {
     const disk = this.workload.spec.disks.findIndex((d) => d.id === diskId);
     const d = this.expectedAt(n)[disk];
-    if (d === undefined) throw new InvalidArgumentError(`no disk "${diskId}"`);
+    if (d === undefined) throw new InvalidArgumentError(`no disk ${quote(diskId)}`);
     const img = Buffer.alloc(d.size);
     for (const [offset, seq] of d.blocks) encodeStamp(this.workload.descriptor, disk, seq, offset).copy(img, offset);
     return img;

@@ -15,7 +15,7 @@
  * name that happens to look like an id still resolves, and every caller
  * resolves a reference the same way.
  */
-import { NotFoundError, SanboxError } from "../errors.js";
+import { NotFoundError, SanboxError, quote } from "../errors.js";
 import { ARRAY_SERVICE, type ArrayService } from "./array-service-def.js";
 import { connect, type ConnectOptions, type ServiceClient } from "./client.js";
 import { allPages } from "./paging.js";
@@ -59,7 +59,7 @@ export function snapshotByRef(array: ArrayClient, ref: string): Promise<Decoded<
     async () => {
       const all = await allPages("ListSnapshots", (startingToken) => array.listSnapshots({ startingToken }).then((r) => ({ items: r.snapshots, next: r.nextToken })));
       const hit = all.find((s) => s.name === ref);
-      if (!hit) throw new NotFoundError(`no snapshot named "${ref}"`);
+      if (!hit) throw new NotFoundError(`no snapshot named ${quote(ref)}`);
       return hit;
     },
   );
@@ -78,7 +78,7 @@ export function groupSnapshotByRef(array: ArrayClient, ref: string): Promise<Dec
         const group = await array.getGroupSnapshot({ groupSnapshotId: id });
         if (group.name === ref) return group;
       }
-      throw new NotFoundError(`no group snapshot named "${ref}"`);
+      throw new NotFoundError(`no group snapshot named ${quote(ref)}`);
     },
   );
 }
@@ -87,6 +87,6 @@ export function groupSnapshotByRef(array: ArrayClient, ref: string): Promise<Dec
 export async function hostByRef(array: ArrayClient, ref: string): Promise<Decoded<v1.IHost>> {
   const all = await allPages("ListHosts", (startingToken) => array.listHosts({ startingToken }).then((r) => ({ items: r.hosts, next: r.nextToken })));
   const hit = all.find((h) => h.name === ref || h.hostId === ref);
-  if (!hit) throw new NotFoundError(`no host named "${ref}"`);
+  if (!hit) throw new NotFoundError(`no host named ${quote(ref)}`);
   return hit;
 }

@@ -7,7 +7,8 @@
  *
  * Every method handler, whatever the service:
  *  - checks the bearer token first (auth.ts), so an unauthenticated call runs
- *    no implementation code;
+ *    no implementation code, then the field limits (limits.ts); a request
+ *    past RECEIVE_LIMIT_BYTES is refused by grpc-js (RESOURCE_EXHAUSTED);
  *  - maps a thrown error through status.ts (SanboxError -> gRPC code plus the
  *    `sanbox-reason` trailer; anything else INTERNAL);
  *  - for streams, respects backpressure (awaits 'drain') and stops when the
@@ -35,7 +36,8 @@ import { createLogger, type Logger } from "../log.js";
 import { BearerAuth } from "./auth.js";
 import { formatEndpoint, grpcAddress, type RpcEndpoint } from "./endpoint.js";
 import { addReflection } from "./reflection.js";
-import { MAX_MESSAGE_BYTES, type CallContext, type Impl, type ServiceDef } from "./service.js";
+import { checkRequestLimits, RECEIVE_LIMIT_BYTES } from "./limits.js";
+import type { CallContext, Impl, ServiceDef } from "./service.js";
 import { toStatus } from "./status.js";
 
 export interface RpcServerOptions {
@@ -76,7 +78,7 @@ export async function serve(services: readonly Implementation[], options: RpcSer
     throw new InvalidArgumentError("gRPC over TCP needs TLS (--tls-cert, --tls-key) and a bearer token (--token-file), or --insecure");
   }
   const auth = new BearerAuth(options.token);
-  const server = new Server({ "grpc.max_receive_message_length": MAX_MESSAGE_BYTES });
+  const server = new Server({ "grpc.max_receive_message_length": RECEIVE_LIMIT_BYTES });
   for (const { service, impl } of services) server.addService(service.grpc, handlers(service, impl, auth, log));
   // One reflection service describes every file: it can be registered only once.
   addReflection(server, [...new Set(services.map((s) => s.service.protoFile))]);
@@ -113,7 +115,12 @@ function handlers(service: ServiceDef, impl: object, auth: BearerAuth, log: Logg
   for (const [key, spec] of Object.entries(service.methods)) {
     const method = table[key];
     if (method === undefined) throw new InvalidArgumentError(`${service.fullName}: no implementation of ${spec.name}`);
-    const fn = method.bind(impl);
+    const bound = method.bind(impl) as (req: unknown, ctx: CallContext) => Promise<unknown> | AsyncIterable<unknown>;
+    // Field limits (limits.ts) are checked before the implementation sees the request.
+    const fn = (req: unknown, ctx: CallContext): Promise<unknown> | AsyncIterable<unknown> => {
+      checkRequestLimits(service.fullName, spec.name, req);
+      return bound(req, ctx);
+    };
     out[key] = spec.stream ? streamHandler(spec.name, fn as StreamFn, auth, log) : unaryHandler(spec.name, fn as UnaryFn, auth, log);
   }
   return out;

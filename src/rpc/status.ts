@@ -20,6 +20,7 @@ import {
   PermissionDeniedError,
   SanboxError,
   UnauthenticatedError,
+  boundMessage,
   errorMessage,
   type ErrorCode,
 } from "../errors.js";
@@ -87,10 +88,10 @@ export function toStatus(e: unknown): Partial<StatusObject> & { code: Status } {
   const metadata = new Metadata();
   if (e instanceof SanboxError) {
     metadata.set(REASON_KEY, e.code);
-    return { code: CODE_OF[e.code], details: e.message, metadata };
+    return { code: CODE_OF[e.code], details: boundMessage(e.message), metadata };
   }
   metadata.set(REASON_KEY, "IO_ERROR");
-  return { code: Status.INTERNAL, details: `internal error: ${errorMessage(e)}`, metadata };
+  return { code: Status.INTERNAL, details: boundMessage(`internal error: ${errorMessage(e)}`), metadata };
 }
 
 /** The SanboxError a client call failed with. */

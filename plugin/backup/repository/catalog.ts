@@ -12,7 +12,7 @@
  * every disk; chunks shared with earlier points are simply referenced again.
  */
 import type { FileExtent } from "../../../src/datastore/format.js";
-import { CorruptError } from "../../../src/errors.js";
+import { CorruptError, quote } from "../../../src/errors.js";
 
 export const CATALOG_VERSION = 2;
 
@@ -80,7 +80,7 @@ function obj(v: unknown, what: string): Obj {
 }
 function str(o: Obj, k: string, what: string): string {
   const v = o[k];
-  if (typeof v !== "string") throw new CorruptError(`${what}: "${k}" must be a string`);
+  if (typeof v !== "string") throw new CorruptError(`${what}: ${quote(k)} must be a string`);
   return v;
 }
 function optStr(o: Obj, k: string, what: string): string | undefined {
@@ -88,12 +88,12 @@ function optStr(o: Obj, k: string, what: string): string | undefined {
 }
 function num(o: Obj, k: string, what: string): number {
   const v = o[k];
-  if (typeof v !== "number" || !Number.isFinite(v)) throw new CorruptError(`${what}: "${k}" must be a number`);
+  if (typeof v !== "number" || !Number.isFinite(v)) throw new CorruptError(`${what}: ${quote(k)} must be a number`);
   return v;
 }
 function arr(o: Obj, k: string, what: string): unknown[] {
   const v = o[k];
-  if (!Array.isArray(v)) throw new CorruptError(`${what}: "${k}" must be an array`);
+  if (!Array.isArray(v)) throw new CorruptError(`${what}: ${quote(k)} must be an array`);
   return v;
 }
 
@@ -108,7 +108,7 @@ function parseMap(v: unknown, what: string): FileExtent[] {
 function parseDisk(v: unknown, what: string): PointDisk {
   const o = obj(v, what);
   const kind = str(o, "kind", what);
-  if (kind !== "vmdk" && kind !== "rdm") throw new CorruptError(`${what}: unknown disk kind "${kind}"`);
+  if (kind !== "vmdk" && kind !== "rdm") throw new CorruptError(`${what}: unknown disk kind ${quote(kind)}`);
   const s = obj(o["stats"], `${what} stats`);
   const d: PointDisk = {
     name: str(o, "name", what),
@@ -130,7 +130,7 @@ export function parsePoint(v: unknown, what: string): BackupPoint {
   const version = num(o, "version", what);
   if (version !== CATALOG_VERSION) throw new CorruptError(`${what}: point format version ${version}, expected ${CATALOG_VERSION}`);
   const kind = str(o, "kind", what);
-  if (kind !== "full" && kind !== "incremental") throw new CorruptError(`${what}: unknown point kind "${kind}"`);
+  if (kind !== "full" && kind !== "incremental") throw new CorruptError(`${what}: unknown point kind ${quote(kind)}`);
   const b = obj(o["base"], `${what} base`);
   const durations: Record<string, number> = {};
   for (const [k, x] of Object.entries(obj(o["durationsMs"], `${what} durationsMs`))) if (typeof x === "number") durations[k] = x;

@@ -37,7 +37,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import { CorruptError, errorMessage } from "../../../src/errors.js";
+import { CorruptError, errorMessage, quote } from "../../../src/errors.js";
 import { inlineCodec, workerCodec, type ChunkCodec } from "./chunk-codec.js";
 import { syncDir, writeFileSynced } from "./durable-fs.js";
 import { decodeIndex, encodeIndex, type IndexEntry } from "./index-format.js";
@@ -363,7 +363,7 @@ export class ChunkStore {
   /** The verified raw bytes of `hash` (a zero chunk for null). `where` names the reader for errors. */
   async get(hash: string | null, where = "read"): Promise<Buffer> {
     if (hash === null) return Buffer.alloc(this.chunkSize);
-    if (!HASH.test(hash)) throw new CorruptError(`${where}: invalid chunk hash "${hash}"`);
+    if (!HASH.test(hash)) throw new CorruptError(`${where}: invalid chunk hash ${quote(hash)}`);
     let loc = this.index.get(hash);
     if (loc === undefined) {
       await this.refresh();

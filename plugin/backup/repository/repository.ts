@@ -46,7 +46,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { CorruptError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnsupportedError, errorMessage } from "../../../src/errors.js";
+import { CorruptError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnsupportedError, errorMessage, quote } from "../../../src/errors.js";
 import { stopAt } from "../../../src/failpoints.js";
 import { parsePoint, type BackupPoint, type PointDisk } from "./catalog.js";
 import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.js";
@@ -241,7 +241,7 @@ export class Repository {
       return { id, status: "damaged", reason: files.length === 0 ? "empty directory (no point.json)" : errorMessage(e) };
     }
     try {
-      if (point.id !== id) throw new CorruptError(`point.json names point "${point.id}"`);
+      if (point.id !== id) throw new CorruptError(`point.json names point ${quote(point.id)}`);
       for (const d of point.disks) {
         const map = await this.index(point, d.name);
         const missing = new Map<string, number>();
@@ -301,15 +301,15 @@ export class Repository {
     const at = /^(.+)@latest$/.exec(ref);
     if (at?.[1] !== undefined) {
       const p = await this.latest(at[1]);
-      if (!p) throw new NotFoundError(`no healthy backup point of VM "${at[1]}"`);
+      if (!p) throw new NotFoundError(`no healthy backup point of VM ${quote(at[1])}`);
       return p;
     }
     const entries = await this.scan();
     const exact = entries.find((e) => e.id === ref);
     const hits = exact ? [exact] : entries.filter((e) => e.id.startsWith(ref));
-    if (hits.length > 1) throw new InvalidArgumentError(`"${ref}" names ${hits.length} points: ${hits.map((e) => e.id).join(", ")}`);
+    if (hits.length > 1) throw new InvalidArgumentError(`${quote(ref)} names ${hits.length} points: ${hits.map((e) => e.id).join(", ")}`);
     const hit = hits[0];
-    if (hit === undefined) throw new NotFoundError(`no backup point "${ref}"`);
+    if (hit === undefined) throw new NotFoundError(`no backup point ${quote(ref)}`);
     if (hit.status === "damaged") throw new CorruptError(`backup point ${hit.id} is damaged: ${hit.reason}`);
     return hit.point;
   }
@@ -341,7 +341,7 @@ export class Repository {
 
   disk(point: BackupPoint, name: string): PointDisk {
     const d = point.disks.find((x) => x.name === name);
-    if (!d) throw new NotFoundError(`point ${point.id} has no disk "${name}" (disks: ${point.disks.map((x) => x.name).join(", ")})`);
+    if (!d) throw new NotFoundError(`point ${point.id} has no disk ${quote(name)} (disks: ${point.disks.map((x) => x.name).join(", ")})`);
     return d;
   }
 
@@ -352,7 +352,7 @@ export class Repository {
 
   /** Starts a point: its files go under tmp/<id> until commit. */
   async begin(id: string): Promise<PendingPoint> {
-    if (!POINT_ID.test(id)) throw new InvalidArgumentError(`invalid point id "${id}"`);
+    if (!POINT_ID.test(id)) throw new InvalidArgumentError(`invalid point id ${quote(id)}`);
     const tmp = await this.claimTmp(id);
     await mkdir(tmp, { recursive: true });
     await syncDir(join(this.dir, "tmp"));
@@ -361,7 +361,7 @@ export class Repository {
       id,
       image: (base) => new ImageBuilder(this.chunks, base),
       addDisk: async (name, map) => {
-        if (!POINT_ID.test(name)) throw new InvalidArgumentError(`invalid disk name "${name}"`);
+        if (!POINT_ID.test(name)) throw new InvalidArgumentError(`invalid disk name ${quote(name)}`);
         await writeFileSynced(join(tmp, `${name}.map`), encodeDiskMap(map));
       },
       commit: async (point) => {
@@ -390,9 +390,9 @@ export class Repository {
     return this.maintenance("delete", async () => {
       const names = await readdir(join(this.dir, "points")).catch(() => [] as string[]);
       const hits = names.includes(ref) ? [ref] : names.filter((n) => n.startsWith(ref));
-      if (hits.length > 1) throw new InvalidArgumentError(`"${ref}" names ${hits.length} points: ${hits.join(", ")}`);
+      if (hits.length > 1) throw new InvalidArgumentError(`${quote(ref)} names ${hits.length} points: ${hits.join(", ")}`);
       const id = hits[0];
-      if (id === undefined) throw new NotFoundError(`no backup point "${ref}"`);
+      if (id === undefined) throw new NotFoundError(`no backup point ${quote(ref)}`);
       const holders = await this.pointHolders(id);
       if (holders.length > 0) throw new FailedPreconditionError(`point ${id} is being served by \`backup serve\` (process ${holders.join(", ")}); stop it first, then delete`);
       await this.removeEntry(id);

@@ -12,7 +12,7 @@
  */
 import { IoCounters } from "./io-counters.js";
 import type { ExportListing, ExportProvider, NbdBackend, SessionInfo } from "../../../src/nbd/backend.js";
-import { NotFoundError, SanboxError } from "../../../src/errors.js";
+import { NotFoundError, SanboxError, quote } from "../../../src/errors.js";
 import type { Extent } from "../../../src/extents/index.js";
 import type { ArrayBackend, LunInfo, SnapshotInfo } from "../backend.js";
 import { lunExportName, parseExportName, snapshotExportName } from "./export-names.js";
@@ -48,7 +48,7 @@ export class ArrayExportProvider implements ExportProvider {
 
   private resolve(name: string, session: SessionInfo): { lun: LunInfo; snap: SnapshotInfo | undefined } {
     const t = parseExportName(name);
-    const unknown = new NotFoundError(`export "${name}" not found`);
+    const unknown = new NotFoundError(`export ${quote(name)} not found`);
     if (!t) throw unknown;
     const a = this.access(session);
     try {

@@ -16,7 +16,7 @@
  */
 import type { NbdBackend, ReadPiece, StatusExtent, WriteOptions, ZeroOptions } from "../../../src/nbd/backend.js";
 import { NBD_META_BASE_ALLOCATION, NBD_META_QEMU_DIRTY_BITMAP_PREFIX, NBD_STATE_DIRTY } from "../../../src/nbd/constants.js";
-import { InvalidArgumentError } from "../../../src/errors.js";
+import { InvalidArgumentError, quote } from "../../../src/errors.js";
 import type { Extent } from "../../../src/extents/index.js";
 import type { LunVolume } from "../backend.js";
 import type { IoCounters } from "./io-counters.js";
@@ -107,7 +107,7 @@ export class VolumeBackend implements NbdBackend {
     if (context.startsWith(NBD_META_QEMU_DIRTY_BITMAP_PREFIX) && this.contexts.includes(context)) {
       return dirtyStatus(await this.dirtyExtents(context.slice(NBD_META_QEMU_DIRTY_BITMAP_PREFIX.length)), offset, Math.min(length, this.size - offset));
     }
-    throw new InvalidArgumentError(`meta context "${context}" is not available on this export`);
+    throw new InvalidArgumentError(`meta context ${quote(context)} is not available on this export`);
   }
 
   private async dirtyExtents(base: string): Promise<Extent[]> {

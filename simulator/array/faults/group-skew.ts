@@ -18,7 +18,7 @@
  * are not serialised.
  */
 import { randomBytes } from "node:crypto";
-import { AlreadyExistsError, InvalidArgumentError, SanboxError } from "../../../src/errors.js";
+import { AlreadyExistsError, InvalidArgumentError, SanboxError, quote } from "../../../src/errors.js";
 import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
 import { v1 } from "../../../src/rpc/proto.js";
 import { overlay, type CallContextOf } from "./filter.js";
@@ -72,7 +72,7 @@ export function groupSkew(next: ArrayServiceImpl, skewMs: number = GROUP_SKEW_MS
       for (const [id, group] of groups) {
         if (group.name !== req.name) continue;
         if (group.lunIds.length !== lunIds.length || !lunIds.every((x) => group.lunIds.includes(x))) {
-          throw new AlreadyExistsError(`a group snapshot named "${req.name}" already exists for other LUNs`);
+          throw new AlreadyExistsError(`a group snapshot named ${quote(req.name)} already exists for other LUNs`);
         }
         return { snapshots: await members(id, group, ctx), groupSnapshotId: id };
       }

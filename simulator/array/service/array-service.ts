@@ -25,6 +25,7 @@ import {
   NotFoundError,
   OutOfRangeError,
   SanboxError,
+  quote,
 } from "../../../src/errors.js";
 import type { FlaggedExtent } from "../../../src/extents/index.js";
 import type { SessionInfo } from "../../../src/nbd/backend.js";
@@ -171,7 +172,7 @@ export class SanboxArrayService implements ArrayServiceImpl {
 
   private host(id: string): HostRecord {
     const h = this.control.data.hosts.find((x) => x.id === nonEmpty("host_id", id) || x.name === id);
-    if (!h) throw new NotFoundError(`host "${id}" not found`);
+    if (!h) throw new NotFoundError(`host ${quote(id)} not found`);
     return h;
   }
 
@@ -234,7 +235,7 @@ export class SanboxArrayService implements ArrayServiceImpl {
     if ((req.lunId === "") === (req.name === "")) throw new InvalidArgumentError("give exactly one of lun_id and name");
     const ref = req.lunId !== "" ? req.lunId : req.name;
     const l = this.store.getLun(ref);
-    if (req.lunId !== "" ? l.id !== req.lunId : l.name !== req.name) throw new NotFoundError(`LUN "${ref}" not found`);
+    if (req.lunId !== "" ? l.id !== req.lunId : l.name !== req.name) throw new NotFoundError(`LUN ${quote(ref)} not found`);
     return this.lunView(l);
   }
 
@@ -262,9 +263,9 @@ export class SanboxArrayService implements ArrayServiceImpl {
         throw e;
       }
       const maps = this.control.data.mappings.filter((m) => m.lunId === lun.id).length;
-      if (maps > 0) throw new FailedPreconditionError(`LUN "${lun.name}" is mapped to ${maps} host(s); unmap it first`);
+      if (maps > 0) throw new FailedPreconditionError(`LUN ${quote(lun.name)} is mapped to ${maps} host(s); unmap it first`);
       const exps = this.control.data.exports.filter((e) => e.lunId === lun.id).length;
-      if (exps > 0) throw new FailedPreconditionError(`LUN "${lun.name}" has ${exps} export(s); delete them first`);
+      if (exps > 0) throw new FailedPreconditionError(`LUN ${quote(lun.name)} has ${exps} export(s); delete them first`);
       await this.store.deleteLun(lun.id);
       return {};
     });
@@ -283,9 +284,9 @@ export class SanboxArrayService implements ArrayServiceImpl {
       const same = d.hosts.find((h) => h.name === req.name);
       if (same) {
         if (same.pskIdentity === identity && same.pskKey === key) return this.hostView(same);
-        throw new AlreadyExistsError(`a host named "${req.name}" already exists with another identity or key`);
+        throw new AlreadyExistsError(`a host named ${quote(req.name)} already exists with another identity or key`);
       }
-      if (d.hosts.some((h) => h.pskIdentity === identity)) throw new AlreadyExistsError(`psk identity "${identity}" belongs to another host`);
+      if (d.hosts.some((h) => h.pskIdentity === identity)) throw new AlreadyExistsError(`psk identity ${quote(identity)} belongs to another host`);
       const h: HostRecord = { id: newControlId("host"), name: req.name, pskIdentity: identity, pskKey: key, createdAt: new Date().toISOString() };
       d.hosts.push(h);
       this.deps.psk.set(identity, Buffer.from(key, "hex"));
@@ -304,8 +305,8 @@ export class SanboxArrayService implements ArrayServiceImpl {
       const d = this.control.data;
       const h = d.hosts.find((x) => x.id === req.hostId);
       if (!h) return {};
-      if (d.mappings.some((m) => m.hostId === h.id)) throw new FailedPreconditionError(`host "${h.name}" still has mapped LUNs; unmap them first`);
-      if (d.exports.some((e) => e.hostId === h.id)) throw new FailedPreconditionError(`host "${h.name}" still has exports; delete them first`);
+      if (d.mappings.some((m) => m.hostId === h.id)) throw new FailedPreconditionError(`host ${quote(h.name)} still has mapped LUNs; unmap them first`);
+      if (d.exports.some((e) => e.hostId === h.id)) throw new FailedPreconditionError(`host ${quote(h.name)} still has exports; delete them first`);
       d.hosts = d.hosts.filter((x) => x.id !== h.id);
       this.deps.psk.delete(h.pskIdentity);
       return {};

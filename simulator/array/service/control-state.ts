@@ -12,7 +12,7 @@
 import { randomBytes } from "node:crypto";
 import { open, readFile, rename } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { CorruptError, errorMessage } from "../../../src/errors.js";
+import { CorruptError, errorMessage, quote } from "../../../src/errors.js";
 
 export interface HostRecord {
   id: string;
@@ -56,18 +56,18 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 function str(o: Record<string, unknown>, k: string, where: string): string {
   const v = o[k];
-  if (typeof v !== "string") throw new CorruptError(`${where}: field "${k}" is not a string`);
+  if (typeof v !== "string") throw new CorruptError(`${where}: field ${quote(k)} is not a string`);
   return v;
 }
 function strOrNull(o: Record<string, unknown>, k: string, where: string): string | null {
   const v = o[k];
   if (v === null) return null;
-  if (typeof v !== "string") throw new CorruptError(`${where}: field "${k}" is not a string or null`);
+  if (typeof v !== "string") throw new CorruptError(`${where}: field ${quote(k)} is not a string or null`);
   return v;
 }
 function list(o: Record<string, unknown>, k: string, where: string): Record<string, unknown>[] {
   const v = o[k];
-  if (!Array.isArray(v) || !v.every(isRecord)) throw new CorruptError(`${where}: "${k}" is not a list of objects`);
+  if (!Array.isArray(v) || !v.every(isRecord)) throw new CorruptError(`${where}: ${quote(k)} is not a list of objects`);
   return v;
 }
 
@@ -93,7 +93,7 @@ export function parseControl(text: string, where: string): ControlData {
     mappings: list(raw, "mappings", where).map((m) => ({ lunId: str(m, "lunId", where), hostId: str(m, "hostId", where) })),
     exports: list(raw, "exports", where).map((e) => {
       const kind = str(e, "kind", where);
-      if (kind !== "lun" && kind !== "snapshot") throw new CorruptError(`${where}: export kind "${kind}"`);
+      if (kind !== "lun" && kind !== "snapshot") throw new CorruptError(`${where}: export kind ${quote(kind)}`);
       return {
         id: str(e, "id", where),
         kind,

@@ -4,7 +4,7 @@
  * while items are added or removed (no consistent snapshot across pages, as in
  * CSI). A token this array did not issue is ABORTED, as CSI specifies.
  */
-import { InvalidArgumentError, SanboxError } from "../../../src/errors.js";
+import { InvalidArgumentError, SanboxError, quote } from "../../../src/errors.js";
 
 export const DEFAULT_PAGE = 500;
 const PREFIX = "p1.";
@@ -14,9 +14,9 @@ export function encodeToken(lastKey: string): string {
 }
 
 function decodeToken(token: string): string {
-  if (!token.startsWith(PREFIX)) throw new SanboxError("ABORTED", `invalid starting_token "${token}"`);
+  if (!token.startsWith(PREFIX)) throw new SanboxError("ABORTED", `invalid starting_token ${quote(token)}`);
   const body = token.slice(PREFIX.length);
-  if (!/^[A-Za-z0-9_-]+$/.test(body)) throw new SanboxError("ABORTED", `invalid starting_token "${token}"`);
+  if (!/^[A-Za-z0-9_-]+$/.test(body)) throw new SanboxError("ABORTED", `invalid starting_token ${quote(token)}`);
   return Buffer.from(body, "base64url").toString("utf8");
 }
 

@@ -19,7 +19,7 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { execa } from "execa";
 import { checkDeviceRange, checkDeviceWrite, type WriteOptions } from "../../block-device.js";
-import { InvalidArgumentError, UnsupportedError, errorMessage, fsError } from "../../errors.js";
+import { InvalidArgumentError, UnsupportedError, errorMessage, fsError, quote } from "../../errors.js";
 import type { NbdBackend, ReadPiece, StatusExtent, ZeroOptions } from "../backend.js";
 import { PreadQueue } from "../../fsio/pread-queue.js";
 import { BufferPool } from "../buffer-pool.js";
@@ -71,12 +71,14 @@ export class FileBackend implements NbdBackend {
       }
       fh = await open(path, readOnly ? "r" : "r+");
     } catch (e: unknown) {
-      throw new InvalidArgumentError(`cannot open ${path}: ${errorMessage(e)}`);
+      // Node's own message repeats the path in full; the errno code says the rest.
+      const code = typeof e === "object" && e !== null ? (e as { code?: unknown }).code : undefined;
+      throw new InvalidArgumentError(`cannot open ${quote(path)}: ${typeof code === "string" ? code : errorMessage(e)}`);
     }
     const st = await fh.stat();
     if (!st.isFile()) {
       await fh.close();
-      throw new InvalidArgumentError(`${path} is not a regular file`);
+      throw new InvalidArgumentError(`${quote(path)} is not a regular file`);
     }
     return new FileBackend(fh, path, st.size, readOnly);
   }
