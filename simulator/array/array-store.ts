@@ -346,11 +346,6 @@ export class ArrayStore implements ArrayBackend {
     return undefined;
   }
 
-  private findGroupByName(name: string): GroupRecord | undefined {
-    for (const g of this.st.groups.values()) if (g.name === name) return g;
-    return undefined;
-  }
-
   /** Snapshot of one LUN. Idempotent by name (same LUN returns the existing snapshot). */
   async createSnapshot(req: { lun: string; name: string }): Promise<SnapshotInfo> {
     checkName("snapshot", req.name);
@@ -362,9 +357,6 @@ export class ArrayStore implements ArrayBackend {
         if (existing.lunId === lun0.id && existing.groupId === null) return this.snapInfo(existing);
         throw new AlreadyExistsError(`a snapshot named ${quote(req.name)} already exists for another source`);
       }
-      // One namespace for CreateSnapshot's name, plain or group (docs/contract.md "Snapshots").
-      const group = this.findGroupByName(req.name);
-      if (group) throw new AlreadyExistsError(`the name ${quote(req.name)} is taken by a group snapshot (${group.lunIds.length} LUNs)`);
       const lun = st.lun(lun0.id);
       await st.pool.syncData(); // the cut must never reference data that is not yet on disk
       const snap = st.meta.txn(() => this.cut(lun, req.name, null));
@@ -390,14 +382,12 @@ export class ArrayStore implements ArrayBackend {
     // 1. intent, durable before any member is touched. Name checks run under the same lock.
     const existing = await this.mgmt.run(async () => {
       if (this.closed) throw new FailedPreconditionError("the array store is closed");
-      const found = this.findGroupByName(req.name);
+      const found = [...st.groups.values()].find((g) => g.name === req.name);
       if (found) {
         const same = found.state === "complete" && found.lunIds.length === ids.length && ids.every((id) => found.lunIds.includes(id));
         if (same) return found;
         throw new AlreadyExistsError(`a group snapshot named ${quote(req.name)} already exists${found.state === "complete" ? " for other LUNs" : " (being created)"}`);
       }
-      const plain = this.findSnapByName(req.name);
-      if (plain) throw new AlreadyExistsError(`the name ${quote(req.name)} is taken by a snapshot of one LUN`);
       for (const l of luns) if (this.findSnapByName(`${req.name}@${l.name}`)) throw new AlreadyExistsError(`snapshot name ${quote(`${req.name}@${l.name}`)} is taken`);
       st.meta.txn(() => st.saveGroup(group));
       await this.durable();
