@@ -11,8 +11,9 @@
  * (DatastoreFileDevice on the shared Datastore), an RDM's straight to the RDM
  * LUN's NBD export, which the hypervisor finds by the NAA id in the mapping file.
  */
-import { rename, readFile, writeFile, mkdir } from "node:fs/promises";
+import { readFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomic } from "../../src/fsio/durable-fs.js";
 import { NbdDevice } from "../../src/nbd/nbd-device.js";
 import { DatastoreFileDevice } from "../../src/datastore/file-device.js";
 import { createVm, growVmdk, listVms, readVm, type VmDiskInfo, type VmDiskSpec, type VmInfo } from "../../src/datastore/vm-files.js";
@@ -115,9 +116,7 @@ export class Hypervisor {
 
   private async saveState(): Promise<void> {
     const state: StateFile = { version: 1, datastores: [...this.mounts.values()].map((m) => ({ lunId: m.lunId, lunName: m.lunName })) };
-    const tmp = `${this.statePath}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`);
-    await rename(tmp, this.statePath);
+    await writeFileAtomic(this.statePath, `${JSON.stringify(state, null, 2)}\n`);
   }
 
   /** Mounts a datastore LUN (once) and registers the VMs on it. */

@@ -39,7 +39,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileH
 import { join } from "node:path";
 import { CorruptError, errorMessage, quote } from "../../../src/errors.js";
 import { inlineCodec, workerCodec, type ChunkCodec } from "./chunk-codec.js";
-import { syncDir, writeFileSynced } from "./durable-fs.js";
+import { syncDir, writeFileSynced } from "../../../src/fsio/durable-fs.js";
 import { decodeIndex, encodeIndex, type IndexEntry } from "./index-format.js";
 import { PackHandles } from "./pack-handles.js";
 import { encodePackHeader, encodePackTrailer, PACK_ENTRY_SIZE, PACK_HEADER_SIZE, PACK_TAIL_SIZE, parsePackEntries, parsePackTail, type PackEntry } from "./pack-format.js";

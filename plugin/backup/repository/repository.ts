@@ -51,7 +51,7 @@ import { stopAt } from "../../../src/failpoints.js";
 import { parsePoint, type BackupPoint, type PointDisk } from "./catalog.js";
 import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.js";
 import { decodeDiskMap, encodeDiskMap, validChunkSize, type DiskMap } from "./disk-map.js";
-import { syncDir, writeFileAtomic, writeFileSynced } from "./durable-fs.js";
+import { syncDir, writeFileAtomic, writeFileSynced } from "../../../src/fsio/durable-fs.js";
 import { ImageBuilder } from "./image-builder.js";
 import { ImageReader } from "./image-reader.js";
 import { collectPacks, type PackGcReport } from "./pack-gc.js";

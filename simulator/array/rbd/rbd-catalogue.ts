@@ -9,10 +9,9 @@
  * mutation returns. A group record in state "incomplete" is an intent whose cut
  * never committed: the next open removes its member snapshots.
  */
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { CorruptError } from "../../../src/errors.js";
-import { writeFileAtomic } from "../service/control-state.js";
+import { readFileIfExists, writeFileAtomic } from "../../../src/fsio/durable-fs.js";
 
 export interface RbdLunRecord {
   id: string;
@@ -67,12 +66,7 @@ export class RbdCatalogue {
 
   static async open(dir: string, pool: string): Promise<RbdCatalogue> {
     const path = join(dir, "rbd-catalogue.json");
-    let text: string | undefined;
-    try {
-      text = await readFile(path, "utf8");
-    } catch (e: unknown) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-    }
+    const text = await readFileIfExists(path);
     if (text === undefined) {
       const c = new RbdCatalogue(path, { version: 1, pool, luns: [], snaps: [], groups: [] });
       await c.save();
@@ -86,6 +80,6 @@ export class RbdCatalogue {
   }
 
   save(): Promise<void> {
-    return writeFileAtomic(this.path, `${JSON.stringify(this.data, null, 1)}\n`);
+    return writeFileAtomic(this.path, `${JSON.stringify(this.data, null, 1)}\n`, dirname(this.path), 0o600);
   }
 }

@@ -10,9 +10,9 @@
  * (a mapped or exported LUN/snapshot cannot be deleted).
  */
 import { randomBytes } from "node:crypto";
-import { open, readFile, rename } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { CorruptError, errorMessage, quote } from "../../../src/errors.js";
+import { readFileIfExists, writeFileAtomic } from "../../../src/fsio/durable-fs.js";
 
 export interface HostRecord {
   id: string;
@@ -114,12 +114,7 @@ export class ControlState {
 
   static async open(dir: string): Promise<ControlState> {
     const path = join(dir, CONTROL_FILE);
-    let text: string | undefined;
-    try {
-      text = await readFile(path, "utf8");
-    } catch (e: unknown) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-    }
+    const text = await readFileIfExists(path);
     if (text === undefined) {
       const s = new ControlState(path, { version: 1, serial: `SBX${randomBytes(6).toString("hex").toUpperCase()}`, hosts: [], mappings: [], exports: [] });
       await s.save();
@@ -130,25 +125,7 @@ export class ControlState {
 
   /** Atomically replaces the file with the current data. */
   save(): Promise<void> {
-    return writeFileAtomic(this.path, `${JSON.stringify(this.data, null, 1)}\n`);
+    return writeFileAtomic(this.path, `${JSON.stringify(this.data, null, 1)}\n`, dirname(this.path), 0o600);
   }
 }
 
-/** Replaces `path` with `text` atomically and durably: temp file, fsync, rename, fsync the directory. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const fh = await open(tmp, "w", 0o600);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  const d = await open(dirname(path), "r");
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
-}
