@@ -14,7 +14,12 @@ const bin = (name) => join(root, "node_modules", ".bin", name);
 const outDir = join(root, "src", "rpc", "generated");
 const distDir = join(root, "dist", "src", "rpc", "generated");
 
-const units = [{ proto: "proto/sanbox/array/v1/array.proto", out: "array" }, { proto: "proto/sanbox/hypervisor/v1/hypervisor.proto", out: "hypervisor" }];
+const units = [
+  { proto: "proto/sanbox/array/v1/array.proto", out: "array" },
+  { proto: "proto/sanbox/hypervisor/v1/hypervisor.proto", out: "hypervisor" },
+  // CSI (csi.v1 subset, the array serves it beside ArrayService); its own root, like the others.
+  { proto: "proto/csi/v1/csi.proto", out: "csi" },
+];
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
