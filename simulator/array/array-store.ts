@@ -346,6 +346,11 @@ export class ArrayStore implements ArrayBackend {
     return undefined;
   }
 
+  private findGroupByName(name: string): GroupRecord | undefined {
+    for (const g of this.st.groups.values()) if (g.name === name) return g;
+    return undefined;
+  }
+
   /** Snapshot of one LUN. Idempotent by name (same LUN returns the existing snapshot). */
   async createSnapshot(req: { lun: string; name: string }): Promise<SnapshotInfo> {
     checkName("snapshot", req.name);
@@ -382,7 +387,7 @@ export class ArrayStore implements ArrayBackend {
     // 1. intent, durable before any member is touched. Name checks run under the same lock.
     const existing = await this.mgmt.run(async () => {
       if (this.closed) throw new FailedPreconditionError("the array store is closed");
-      const found = [...st.groups.values()].find((g) => g.name === req.name);
+      const found = this.findGroupByName(req.name);
       if (found) {
         const same = found.state === "complete" && found.lunIds.length === ids.length && ids.every((id) => found.lunIds.includes(id));
         if (same) return found;

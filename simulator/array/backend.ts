@@ -138,6 +138,8 @@ export interface ArrayBackend {
   getSnapshot(id: string): SnapshotInfo;
   deleteSnapshot(id: string): Promise<void>;
   getGroupSnapshot(id: string): GroupSnapshotInfo;
+  /** Committed group snapshots (the service checks the one snapshot name space against them). */
+  listGroupSnapshots(): GroupSnapshotInfo[];
   deleteGroupSnapshot(id: string): Promise<void>;
 
   revertLun(ref: string, snapshotId: string): Promise<LunInfo>;

@@ -99,6 +99,24 @@ describeArea("snapshot", (area) => {
   );
 
   area.it(
+    "group.name-namespace",
+    "plain and group snapshots share one name space: a group snapshot's name is ALREADY_EXISTS for a snapshot of one of its LUNs, and a plain snapshot's name is ALREADY_EXISTS for a group that includes its LUN",
+    async (t) => {
+      const a = await t.createLun("ns", t.blockSize * 2);
+      const b = await t.createLun("ns", t.blockSize * 2);
+      const g = t.name("ns-g");
+      await t.array.createSnapshot({ name: g, lunIds: [a.lunId, b.lunId] });
+      await expectCode(() => t.array.createSnapshot({ name: g, lunIds: [a.lunId] }), "ALREADY_EXISTS", "CreateSnapshot(one LUN of the group, the group's name)");
+      const p = t.name("ns-p");
+      await t.array.createSnapshot({ name: p, lunIds: [a.lunId] });
+      await expectCode(() => t.array.createSnapshot({ name: p, lunIds: [a.lunId, b.lunId] }), "ALREADY_EXISTS", "CreateSnapshot(a group including the LUN, the plain snapshot's name)");
+      const plain = await t.array.listSnapshots({ lunId: a.lunId });
+      must(plain.snapshots.filter((s) => s.name === g || s.name === p).length === 1, `LUN ${a.lunId} lists ${plain.snapshots.filter((s) => s.name === g || s.name === p).length} snapshots named ${g} or ${p}, expected only ${p}`);
+    },
+    { requires: ["groupSnapshots"] },
+  );
+
+  area.it(
     "group.member-delete-refused",
     "a member of a group snapshot cannot be deleted alone (FAILED_PRECONDITION); DeleteGroupSnapshot with a wrong member list is INVALID_ARGUMENT; with the right one it deletes every member, idempotently",
     async (t) => {

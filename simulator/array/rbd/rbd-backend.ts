@@ -438,6 +438,10 @@ export class RbdBackend implements ArrayBackend {
     return this.groupInfo(g);
   }
 
+  listGroupSnapshots(): GroupSnapshotInfo[] {
+    return this.cat.data.groups.filter((g) => g.state === "complete").map((g) => this.groupInfo(g));
+  }
+
   async deleteGroupSnapshot(id: string): Promise<void> {
     this.getGroupSnapshot(id);
     await this.manage(async () => {

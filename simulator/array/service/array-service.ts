@@ -10,6 +10,10 @@
  *  - A mapped or exported LUN, an exported snapshot, and a host with mappings or
  *    exports cannot be deleted (FAILED_PRECONDITION). A group member snapshot is
  *    deleted only with its group (FAILED_PRECONDITION).
+ *  - One snapshot name space: CreateSnapshot's name names one plain snapshot or
+ *    one group snapshot in the whole array, never both. Checked here, once, for
+ *    every backend; snapshot creates run one at a time (`snapCreates`) so the
+ *    check and the cut cannot interleave with another create of the same name.
  *  - CBT streams: extents ascending and non-overlapping across messages, at most
  *    `max_results` per message, the first one ending after `starting_offset`.
  *
@@ -33,6 +37,7 @@ import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
 import { CONTRACT_VERSION, v1 } from "../../../src/rpc/proto.js";
 import type { ArrayBackend, LunInfo, SnapshotInfo } from "../backend.js";
 import { checkName } from "../ids.js";
+import { Mutex } from "../io-gate.js";
 import type { Access } from "../exports/array-export-provider.js";
 import { lunExportName, snapshotExportName } from "../exports/export-names.js";
 import type { ControlState, ExportRecord, HostRecord } from "./control-state.js";
@@ -72,6 +77,8 @@ export class SanboxArrayService implements ArrayServiceImpl {
   private readonly store: ArrayBackend;
   private readonly control: ControlState;
   private chain: Promise<unknown> = Promise.resolve();
+  /** Snapshot creates, one at a time: the name-space check and the backend's cut are one step. */
+  private readonly snapCreates = new Mutex();
 
   constructor(private readonly deps: ArrayServiceDeps) {
     this.store = deps.store;
@@ -342,10 +349,26 @@ export class SanboxArrayService implements ArrayServiceImpl {
     if (new Set(req.lunIds).size !== req.lunIds.length) throw new InvalidArgumentError("lun_ids lists the same LUN twice");
     const luns = req.lunIds.map((id) => this.store.getLun(id));
     const [only] = luns;
-    if (luns.length === 1 && only !== undefined) {
-      return { snapshots: [this.snapView(await this.store.createSnapshot({ lun: only.id, name: req.name }))], groupSnapshotId: "" };
+    const plain = luns.length === 1 ? only : undefined;
+    return this.snapCreates.run(async () => {
+      this.checkSnapshotNameSpace(req.name, plain !== undefined);
+      if (plain !== undefined) return { snapshots: [this.snapView(await this.store.createSnapshot({ lun: plain.id, name: req.name }))], groupSnapshotId: "" };
+      return this.createGroup(req.name, luns);
+    });
+  }
+
+  /** A name already used by the other kind of snapshot is ALREADY_EXISTS (docs/contract.md "Names"). */
+  private checkSnapshotNameSpace(name: string, plain: boolean): void {
+    if (plain) {
+      const g = this.store.listGroupSnapshots().find((x) => x.name === name);
+      if (g) throw new AlreadyExistsError(`the name ${quote(name)} is taken by a group snapshot (${g.members.length} LUNs)`);
+    } else if (this.store.listSnapshots().some((s) => s.groupId === null && s.name === name)) {
+      throw new AlreadyExistsError(`the name ${quote(name)} is taken by a snapshot of one LUN`);
     }
-    const g = await this.store.createGroupSnapshot({ name: req.name, luns: luns.map((l) => l.id) });
+  }
+
+  private async createGroup(name: string, luns: LunInfo[]): Promise<v1.ICreateSnapshotResponse> {
+    const g = await this.store.createGroupSnapshot({ name, luns: luns.map((l) => l.id) });
     const byLun = new Map(g.members.map((s) => [s.lunId, s]));
     const ordered = luns.map((l) => byLun.get(l.id)).filter((s): s is SnapshotInfo => s !== undefined);
     return { snapshots: ordered.map((s) => this.snapView(s)), groupSnapshotId: g.id };
