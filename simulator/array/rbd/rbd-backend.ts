@@ -30,6 +30,7 @@ import {
   NotFoundError,
   UnavailableError,
 } from "../../../src/errors.js";
+import { createLogger } from "../../../src/log.js";
 import { coalesceFlagged } from "../../../src/extents/index.js";
 import type { NbdClientPool } from "../../../src/nbd/client-pool.js";
 import type {
@@ -51,6 +52,7 @@ import type { VolumeTarget } from "../volume.js";
 import { QemuNbdImage } from "./qemu-nbd-image.js";
 import { RbdCatalogue, type RbdGroupRecord, type RbdLunRecord, type RbdSnapRecord } from "./rbd-catalogue.js";
 import { monitorAddress, RbdCli } from "./rbd-cli.js";
+import { RbdUsage } from "./rbd-usage.js";
 import { RbdVolume } from "./rbd-volume.js";
 
 export const RBD_FEATURES = "layering,exclusive-lock,object-map,fast-diff";
@@ -105,6 +107,8 @@ export class RbdBackend implements ArrayBackend {
   /** Live LUN id or snapshot id → its qemu-nbd (started on first open). */
   private readonly images = new Map<string, Promise<QemuNbdImage>>();
   private closed = false;
+  /** allocatedBytes and pool usage, measured in the background (rbd-usage.ts). */
+  private readonly usage: RbdUsage;
 
   private constructor(
     private readonly cli: RbdCli,
@@ -120,6 +124,7 @@ export class RbdBackend implements ArrayBackend {
       cbtLiveTarget: true,
       maxSnapshotsPerLun: 0,
     };
+    this.usage = new RbdUsage(cli, createLogger("array/rbd"));
   }
 
   static async open(opts: RbdBackendOptions): Promise<RbdBackend> {
@@ -139,6 +144,8 @@ export class RbdBackend implements ArrayBackend {
     const cat = await RbdCatalogue.open(opts.dataDir, opts.pool);
     const b = new RbdBackend(cli, cat, opts, objectSize);
     await b.recover();
+    for (const l of cat.data.luns) b.usage.mark(l.id, { image: l.image });
+    for (const s of cat.data.snaps) if (s.state === "ready") b.usage.mark(s.id, { image: s.image, snap: s.snap });
     return b;
   }
 
@@ -191,11 +198,11 @@ export class RbdBackend implements ArrayBackend {
   }
 
   private lunInfo(l: RbdLunRecord): LunInfo {
-    return { id: l.id, name: l.name, naa: l.naa, size: l.size, blockSize: l.blockSize, allocatedBytes: 0, createdAt: l.createdAt, origin: l.origin };
+    return { id: l.id, name: l.name, naa: l.naa, size: l.size, blockSize: l.blockSize, allocatedBytes: this.usage.allocatedBytes(l.id), createdAt: l.createdAt, origin: l.origin };
   }
 
   private snapInfo(s: RbdSnapRecord): SnapshotInfo {
-    return { id: s.id, name: s.name, lunId: s.lunId, size: s.size, blockSize: s.blockSize, createdAt: s.createdAt, groupId: s.groupId, allocatedBytes: 0 };
+    return { id: s.id, name: s.name, lunId: s.lunId, size: s.size, blockSize: s.blockSize, createdAt: s.createdAt, groupId: s.groupId, allocatedBytes: this.usage.allocatedBytes(s.id) };
   }
 
   private groupInfo(g: RbdGroupRecord): GroupSnapshotInfo {
@@ -260,6 +267,7 @@ export class RbdBackend implements ArrayBackend {
       const rec: RbdLunRecord = { id, name: req.name, naa: newNaa(), image: `sanbox-${id}`, size: req.size, blockSize: bs, createdAt: new Date().toISOString(), origin: null };
       await this.cli.run("rbd", ["create", "--size", `${req.size}B`, "--object-size", `${bs}B`, "--image-feature", RBD_FEATURES, this.cli.spec(rec.image)], `create LUN "${req.name}"`);
       this.cat.data.luns.push(rec);
+      this.usage.mark(rec.id, { image: rec.image });
       return this.lunInfo(rec);
     });
   }
@@ -282,6 +290,7 @@ export class RbdBackend implements ArrayBackend {
         await this.stopImage(lun.id);
         await this.cli.run("rbd", ["resize", "--size", `${newSize}B`, "--allow-shrink", this.cli.spec(lun.image)], `resize LUN "${lun.name}"`);
         lun.size = newSize;
+        this.usage.mark(lun.id, { image: lun.image });
         return this.lunInfo(lun);
       } finally {
         unfence();
@@ -301,6 +310,7 @@ export class RbdBackend implements ArrayBackend {
       await this.cli.run("rbd", ["rm", "--no-progress", this.cli.spec(lun.image)], `delete LUN "${lun.name}"`);
       this.cat.data.luns = this.cat.data.luns.filter((l) => l.id !== lun.id);
       this.gates.delete(lun.id);
+      this.usage.forget(lun.id);
       await this.reapParents();
     });
   }
@@ -346,6 +356,7 @@ export class RbdBackend implements ArrayBackend {
       }
       const rec: RbdSnapRecord = { id, name: req.name, lunId: lun.id, image: lun.image, snap: `sanbox-${id}`, size: lun.size, blockSize: lun.blockSize, createdAt: new Date().toISOString(), groupId: null, protected: false, state: "ready" };
       this.cat.data.snaps.push(rec);
+      this.usage.mark(rec.id, { image: rec.image, snap: rec.snap });
       return this.snapInfo(rec);
     });
   }
@@ -392,6 +403,7 @@ export class RbdBackend implements ArrayBackend {
       for (const l of luns) {
         const rec: RbdSnapRecord = { id: newId("snap"), name: `${req.name}@${l.name}`, lunId: l.id, image: l.image, snap, size: l.size, blockSize: l.blockSize, createdAt: now, groupId: g.id, protected: false, state: "ready" };
         this.cat.data.snaps.push(rec);
+        this.usage.mark(rec.id, { image: rec.image, snap: rec.snap });
         g.snapshotIds.push(rec.id);
       }
       g.state = "complete";
@@ -424,6 +436,7 @@ export class RbdBackend implements ArrayBackend {
   /** Drops a snapshot from the array; keeps it in RBD (hidden) while clones depend on it. */
   private async retire(s: RbdSnapRecord): Promise<void> {
     await this.stopImage(s.id);
+    this.usage.forget(s.id);
     if (this.cat.data.luns.some((l) => l.origin === s.id)) {
       s.state = "deleted";
       return;
@@ -471,6 +484,7 @@ export class RbdBackend implements ArrayBackend {
         if (s.size !== lun.size) await this.cli.run("rbd", ["resize", "--size", `${s.size}B`, "--allow-shrink", "--no-progress", this.cli.spec(lun.image)], `resize LUN "${lun.name}" for revert`);
         await this.cli.run("rbd", ["snap", "rollback", "--no-progress", this.cli.spec(lun.image, s.snap)], `revert LUN "${lun.name}"`);
         lun.size = s.size;
+        this.usage.mark(lun.id, { image: lun.image });
         return this.lunInfo(lun);
       } finally {
         unfence();
@@ -496,6 +510,7 @@ export class RbdBackend implements ArrayBackend {
       const rec: RbdLunRecord = { id, name: req.name, naa: newNaa(), image: `sanbox-${id}`, size: s.size, blockSize: s.blockSize, createdAt: new Date().toISOString(), origin: s.id };
       await this.cli.run("rbd", ["clone", "--image-feature", RBD_FEATURES, this.cli.spec(s.image, s.snap), this.cli.spec(rec.image)], `clone snapshot "${s.name}"`);
       this.cat.data.luns.push(rec);
+      this.usage.mark(rec.id, { image: rec.image });
       return this.lunInfo(rec);
     });
   }
@@ -546,6 +561,7 @@ export class RbdBackend implements ArrayBackend {
         client: () => this.liveClient(this.lunRec(id)),
         gate: () => this.gate(id),
         size: () => this.lunRec(id).size,
+        written: () => this.usage.mark(id, { image: this.lunRec(id).image }),
       });
     }
     const s = this.snapRec(target.snapshot);
@@ -561,7 +577,7 @@ export class RbdBackend implements ArrayBackend {
   }
 
   poolInfo(): PoolInfo {
-    return { capacityBytes: null, usedBytes: 0, freeBytes: null };
+    return { capacityBytes: null, usedBytes: this.usage.usedBytes(), freeBytes: null };
   }
 
   async flush(): Promise<void> {
@@ -572,6 +588,7 @@ export class RbdBackend implements ArrayBackend {
     await this.mgmt.run(async () => {
       if (this.closed) return;
       this.closed = true;
+      this.usage.close();
       try {
         await this.flush();
       } finally {

@@ -21,6 +21,8 @@ export interface RbdVolumeHooks {
   client(): Promise<NbdClientPool>;
   gate(): IoGate;
   size(): number;
+  /** Called after a mutation completed (the space figures are measured again). */
+  written?(): void;
 }
 
 export class RbdVolume implements LunVolume {
@@ -60,6 +62,7 @@ export class RbdVolume implements LunVolume {
       this.check(offset, length);
       if (length === 0) return;
       await op(await this.hooks.client());
+      this.hooks.written?.();
     } finally {
       gate.exit();
     }
