@@ -144,7 +144,7 @@ export class RbdBackend implements ArrayBackend {
     const cat = await RbdCatalogue.open(opts.dataDir, opts.pool);
     const b = new RbdBackend(cli, cat, opts, objectSize);
     await b.recover();
-    for (const l of cat.data.luns) b.usage.mark(l.id, { image: l.image });
+    for (const l of cat.data.luns) if (l.hidden !== true) b.usage.mark(l.id, { image: l.image });
     for (const s of cat.data.snaps) if (s.state === "ready") b.usage.mark(s.id, { image: s.image, snap: s.snap });
     return b;
   }
@@ -186,7 +186,8 @@ export class RbdBackend implements ArrayBackend {
   }
 
   private lunRec(ref: string): RbdLunRecord {
-    const l = this.cat.data.luns.find((x) => x.id === ref) ?? this.cat.data.luns.find((x) => x.name === ref);
+    const live = this.cat.data.luns.filter((x) => x.hidden !== true);
+    const l = live.find((x) => x.id === ref) ?? live.find((x) => x.name === ref);
     if (!l) throw new NotFoundError(`LUN "${ref}" not found`);
     return l;
   }
@@ -258,7 +259,7 @@ export class RbdBackend implements ArrayBackend {
     if (!Number.isInteger(Math.log2(bs)) || bs < MIN_OBJECT_SIZE || bs > MAX_OBJECT_SIZE) throw new InvalidArgumentError(`block size must be a power of two from 4 KiB to 32 MiB, got ${bs}`);
     if (!Number.isSafeInteger(req.size) || req.size <= 0 || req.size % bs !== 0) throw new InvalidArgumentError(`size must be a positive multiple of ${bs}, got ${req.size}`);
     return this.manage(async () => {
-      const found = this.cat.data.luns.find((l) => l.name === req.name);
+      const found = this.cat.data.luns.find((l) => l.name === req.name && l.hidden !== true);
       if (found) {
         if (found.size === req.size) return this.lunInfo(found);
         throw new AlreadyExistsError(`a LUN named "${req.name}" already exists with another size`);
@@ -273,7 +274,7 @@ export class RbdBackend implements ArrayBackend {
   }
 
   listLuns(): LunInfo[] {
-    return [...this.cat.data.luns].sort((a, b) => a.name.localeCompare(b.name)).map((l) => this.lunInfo(l));
+    return this.cat.data.luns.filter((l) => l.hidden !== true).sort((a, b) => a.name.localeCompare(b.name)).map((l) => this.lunInfo(l));
   }
 
   getLun(ref: string): LunInfo {
@@ -304,24 +305,39 @@ export class RbdBackend implements ArrayBackend {
       const lun = this.lunRec(lun0.id);
       const snaps = this.cat.data.snaps.filter((s) => s.lunId === lun.id && s.state === "ready");
       if (snaps.length > 0) throw new FailedPreconditionError(`LUN "${lun.name}" still has ${snaps.length} snapshot(s) (${snaps.map((s) => s.name).join(", ")}); delete them first`);
-      const kept = this.cat.data.snaps.filter((s) => s.lunId === lun.id);
-      if (kept.length > 0) throw new FailedPreconditionError(`LUN "${lun.name}" has deleted snapshots that clones still depend on; delete the clones first`);
       await this.stopImage(lun.id);
-      await this.cli.run("rbd", ["rm", "--no-progress", this.cli.spec(lun.image)], `delete LUN "${lun.name}"`);
-      this.cat.data.luns = this.cat.data.luns.filter((l) => l.id !== lun.id);
       this.gates.delete(lun.id);
       this.usage.forget(lun.id);
+      // Deleted snapshots of this LUN that clones still use keep its image in RBD: hide it until they go.
+      if (this.cat.data.snaps.some((s) => s.lunId === lun.id)) lun.hidden = true;
+      else {
+        await this.cli.run("rbd", ["rm", "--no-progress", this.cli.spec(lun.image)], `delete LUN "${lun.name}"`);
+        this.cat.data.luns = this.cat.data.luns.filter((l) => l.id !== lun.id);
+      }
       await this.reapParents();
     });
   }
 
-  /** Removes hidden (deleted) snapshots whose last clone is gone. */
+  /**
+   * Removes hidden (deleted) snapshots whose last clone is gone, then hidden LUNs
+   * left with no snapshot. Repeats while it removes something: a hidden LUN that
+   * was itself a clone frees its parent's snapshot in turn.
+   */
   private async reapParents(): Promise<void> {
-    for (const s of this.cat.data.snaps.filter((x) => x.state === "deleted")) {
-      const children = this.cat.data.luns.filter((l) => l.origin === s.id);
-      if (children.length > 0) continue;
-      await this.dropRbdSnap(s);
-      this.cat.data.snaps = this.cat.data.snaps.filter((x) => x.id !== s.id);
+    for (let removed = true; removed; ) {
+      removed = false;
+      for (const s of this.cat.data.snaps.filter((x) => x.state === "deleted")) {
+        if (this.cat.data.luns.some((l) => l.origin === s.id)) continue;
+        await this.dropRbdSnap(s);
+        this.cat.data.snaps = this.cat.data.snaps.filter((x) => x.id !== s.id);
+        removed = true;
+      }
+      for (const l of this.cat.data.luns.filter((x) => x.hidden === true)) {
+        if (this.cat.data.snaps.some((s) => s.lunId === l.id)) continue;
+        await this.cli.run("rbd", ["rm", "--no-progress", this.cli.spec(l.image)], `delete the image of deleted LUN "${l.name}"`);
+        this.cat.data.luns = this.cat.data.luns.filter((x) => x.id !== l.id);
+        removed = true;
+      }
     }
   }
 
@@ -497,7 +513,7 @@ export class RbdBackend implements ArrayBackend {
     this.snapRec(req.snapshot);
     return this.manage(async () => {
       const s = this.snapRec(req.snapshot);
-      const found = this.cat.data.luns.find((l) => l.name === req.name);
+      const found = this.cat.data.luns.find((l) => l.name === req.name && l.hidden !== true);
       if (found) {
         if (found.origin === s.id) return this.lunInfo(found);
         throw new AlreadyExistsError(`a LUN named "${req.name}" already exists`);

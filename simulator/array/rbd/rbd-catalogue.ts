@@ -23,6 +23,12 @@ export interface RbdLunRecord {
   blockSize: number;
   createdAt: string;
   origin: string | null;
+  /**
+   * Deleted from the array's view while clones still depend on one of its
+   * (deleted) snapshots: RBD cannot remove a parent image, so it stays until
+   * the last such clone is gone (rbd-backend.ts reapParents). Absent = live.
+   */
+  hidden?: true;
 }
 
 export interface RbdSnapRecord {
