@@ -12,8 +12,21 @@
 import type { FaultName } from "../../../src/failpoints.js";
 import type { ExportProvider } from "../../../src/nbd/backend.js";
 import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
+import type { CsiServices } from "../../../src/rpc/csi-service-defs.js";
 import type { ArrayBackend } from "../backend.js";
 import { cbtDropZero, cbtIgnoreStartingOffset, cbtOffByOne } from "./cbt.js";
+import {
+  csiCapacityChanges,
+  csiDeltaBeforeStart,
+  csiDeltaDropExtent,
+  csiDeltaOverlap,
+  csiFixedUnequal,
+  csiGroupDeleteNotFound,
+  csiGroupNotIdempotent,
+  csiMaxResultsExceeded,
+  csiNegativeOffsetCode,
+  type CsiFilter,
+} from "./csi.js";
 import { groupSkew } from "./group-skew.js";
 import { snapshotLeak } from "./snapshot-leak.js";
 import { wrongStatus } from "./wrong-status.js";
@@ -23,7 +36,13 @@ export interface ArrayFronts {
   provider: ExportProvider;
 }
 
-type Fault = (fronts: ArrayFronts, store: ArrayBackend) => ArrayFronts;
+/** What the daemon serves: the fronts and the CSI services made over the (faulty) service. */
+export interface ServedFronts extends ArrayFronts {
+  csi: CsiServices;
+}
+
+/** A fault on the array's fronts, or (`csi`) on the CSI services made over them. */
+type Fault = ((fronts: ArrayFronts, store: ArrayBackend) => ArrayFronts) | { csi: CsiFilter };
 
 const FAULTS: Record<FaultName, Fault> = {
   "cbt-drop-zero": (fronts) => ({ ...fronts, service: cbtDropZero(fronts.service) }),
@@ -32,11 +51,27 @@ const FAULTS: Record<FaultName, Fault> = {
   "group-skew": (fronts) => ({ ...fronts, service: groupSkew(fronts.service) }),
   "snapshot-leak": (fronts, store) => ({ ...fronts, provider: snapshotLeak(fronts.provider, store) }),
   "wrong-status": (fronts) => ({ ...fronts, service: wrongStatus(fronts.service) }),
+  "csi-delta-overlap": { csi: csiDeltaOverlap },
+  "csi-delta-before-start": { csi: csiDeltaBeforeStart },
+  "csi-capacity-changes": { csi: csiCapacityChanges },
+  "csi-max-results-exceeded": { csi: csiMaxResultsExceeded },
+  "csi-negative-offset-code": { csi: csiNegativeOffsetCode },
+  "csi-group-not-idempotent": { csi: csiGroupNotIdempotent },
+  "csi-group-delete-not-found": { csi: csiGroupDeleteNotFound },
+  "csi-delta-drop-extent": { csi: csiDeltaDropExtent },
+  "csi-fixed-unequal": { csi: csiFixedUnequal },
 };
 
-/** The real service and provider with every fault in `faults` in front of them. */
-export function wrapWithFaults(real: ArrayFronts, store: ArrayBackend, faults: ReadonlySet<FaultName>): ArrayFronts {
+/**
+ * The real service and provider with every fault in `faults` in front of them,
+ * and the CSI services `csiOver` makes over that faulty service (so an
+ * ArrayService fault such as group-skew reaches CSI callers too).
+ */
+export function wrapWithFaults(real: ArrayFronts, store: ArrayBackend, faults: ReadonlySet<FaultName>, csiOver: (service: ArrayServiceImpl) => CsiServices): ServedFronts {
+  const active = (Object.entries(FAULTS) as [FaultName, Fault][]).filter(([name]) => faults.has(name)).map(([, fault]) => fault);
   let fronts = real;
-  for (const [name, fault] of Object.entries(FAULTS) as [FaultName, Fault][]) if (faults.has(name)) fronts = fault(fronts, store);
-  return fronts;
+  for (const fault of active) if (typeof fault === "function") fronts = fault(fronts, store);
+  let csi = csiOver(fronts.service);
+  for (const fault of active) if (typeof fault !== "function") csi = fault.csi(csi);
+  return { ...fronts, csi };
 }
