@@ -1,7 +1,8 @@
 /**
  * `sanbox array serve`: the array daemon. Opens the block store and the control
- * catalogue in the data directory, serves ArrayService over gRPC and every LUN
- * and snapshot over NBD, and prints its endpoints on stdout, one per line:
+ * catalogue in the data directory, serves ArrayService and the CSI services
+ * (Identity, Controller, GroupController, SnapshotMetadata) on one gRPC
+ * endpoint and every LUN and snapshot over NBD, and prints its endpoints on stdout, one per line:
  *
  *   rpc unix:/…/rpc.sock
  *   nbd nbd+unix:///?socket=/…/nbd.sock
@@ -21,12 +22,13 @@
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { InvalidArgumentError, errorMessage } from "../src/errors.js";
+import { InvalidArgumentError, errorMessage, quote } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { NBD_DEFAULT_PORT } from "../src/nbd/constants.js";
 import { parseTokenFile } from "../src/rpc/auth.js";
 import { formatEndpoint, parseEndpoint, type RpcEndpoint } from "../src/rpc/endpoint.js";
 import { parseSize } from "../src/size.js";
+import { BLOCK_METADATA_MODES, type BlockMetadataMode } from "../simulator/array/csi/index.js";
 import { startArrayDaemon } from "../simulator/array/daemon.js";
 import { RbdBackend } from "../simulator/array/rbd/rbd-backend.js";
 import { defaultDataDir } from "./array-paths.js";
@@ -47,12 +49,13 @@ interface ServeOptions {
   pool?: string;
   objectSize?: string;
   cephTimeout?: string;
+  csiBlockMetadata?: string;
 }
 
 export function registerArrayServe(array: Command): void {
   array
     .command("serve")
-    .description("run the array daemon: gRPC ArrayService + NBD exports of every LUN and snapshot; prints endpoints on stdout")
+    .description("run the array daemon: gRPC ArrayService and CSI services + NBD exports of every LUN and snapshot; prints endpoints on stdout")
     .option("--data <dir>", "data directory (default: $SANBOX_HOME or ~/.local/share/sanbox/array)")
     .option("--rpc <endpoint>", "control endpoint: unix:PATH or HOST:PORT (default: unix:DATA/rpc.sock)")
     .option("--nbd <endpoint>", `NBD endpoint: unix:PATH or HOST:PORT (default: unix:DATA/nbd.sock; TCP port default ${NBD_DEFAULT_PORT})`)
@@ -66,7 +69,14 @@ export function registerArrayServe(array: Command): void {
     .option("--pool <name>", "with --backend rbd: the RBD pool")
     .option("--object-size <size>", "with --backend rbd: object size of new images, the CBT granularity (default 64K)")
     .option("--ceph-timeout <seconds>", "with --backend rbd: how long to wait for Ceph at start and per call (default 20)")
+    .option("--csi-block-metadata <type>", "CSI SnapshotMetadata tuples: variable (coalesced ranges) or fixed (one CBT granule each)", "variable")
     .action(async (options: ServeOptions) => serve(options));
+}
+
+function blockMetadataMode(text: string): BlockMetadataMode {
+  const mode = BLOCK_METADATA_MODES.find((m) => m === text);
+  if (mode === undefined) throw new InvalidArgumentError(`--csi-block-metadata must be ${BLOCK_METADATA_MODES.join(" or ")}, not ${quote(text)}`);
+  return mode;
 }
 
 function nbdEndpoint(text: string): RpcEndpoint {
@@ -103,8 +113,10 @@ async function serve(options: ServeOptions): Promise<void> {
   } else if (options.cephConf !== undefined || options.pool !== undefined || options.objectSize !== undefined) {
     throw new InvalidArgumentError("--ceph-conf, --pool and --object-size need --backend rbd");
   }
+  const csiBlockMetadata = blockMetadataMode(options.csiBlockMetadata ?? "variable");
   const daemon = await startArrayDaemon({
     dataDir,
+    csiBlockMetadata,
     ...(openBackend !== undefined ? { openBackend } : {}),
     log,
     insecure: options.insecure ?? false,

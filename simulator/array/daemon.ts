@@ -1,6 +1,8 @@
 /**
  * The array daemon, assembled: the block store and the control catalogue on a
- * data directory, ArrayService over gRPC, every LUN and snapshot over NBD.
+ * data directory, ArrayService and the CSI services (csi/, adapters over the
+ * ArrayService object served) on one gRPC endpoint, every LUN and snapshot
+ * over NBD.
  * `sanbox array serve`, the tests and the benchmarks all start the array
  * through `startArrayDaemon`, in-process or as a process running that command.
  *
@@ -13,8 +15,8 @@
  *
  * TEST-ONLY faults (SANBOX_FAILPOINTS, src/failpoints.ts) are read once here,
  * before anything is opened: an unknown name fails the start; active faults are
- * logged as a warning and wrap the service and the export provider
- * (faults/index.ts). Without any, the real objects are served as they are.
+ * logged as a warning and wrap the service, the export provider and the CSI
+ * services (faults/index.ts). Without any, the real objects are served as they are.
  *
  * Invariants: the directory is locked for the daemon's life (one daemon per
  * directory); `close()` drains NBD connections and in-flight RPCs before the
@@ -29,12 +31,14 @@ import { activeFaults } from "../../src/failpoints.js";
 import { createLogger, type Logger } from "../../src/log.js";
 import { NbdServer } from "../../src/nbd/server.js";
 import { formatNbdUri, type NbdTransport } from "../../src/nbd/uri.js";
-import { serveArray } from "../../src/rpc/array-service-def.js";
+import { serveArray, type ArrayServiceImpl } from "../../src/rpc/array-service-def.js";
+import { csiImplementations, type CsiServices } from "../../src/rpc/csi-service-defs.js";
 import type { RpcEndpoint } from "../../src/rpc/endpoint.js";
 import type { RunningRpcServer } from "../../src/rpc/server.js";
 import { lockDirectory } from "../../src/pid-lock.js";
 import { ArrayStore } from "./array-store.js";
 import type { ArrayBackend } from "./backend.js";
+import { createCsiServices, type BlockMetadataMode } from "./csi/index.js";
 import { ArrayExportProvider } from "./exports/array-export-provider.js";
 import { wrapWithFaults } from "./faults/index.js";
 import { IoCounters } from "./exports/io-counters.js";
@@ -64,6 +68,8 @@ export interface ArrayDaemonOptions {
   insecure?: boolean;
   /** Opens the LUN backend (backend.ts) for the data directory. Default: the local block store in it. */
   openBackend?: (dataDir: string) => Promise<ArrayBackend>;
+  /** CSI SnapshotMetadata tuples: "variable" (default) or "fixed" (one CBT granule each). */
+  csiBlockMetadata?: BlockMetadataMode;
   log?: Logger;
 }
 
@@ -111,18 +117,24 @@ export async function startArrayDaemon(opts: ArrayDaemonOptions): Promise<ArrayD
     };
     const counters = new IoCounters();
     const real = new SanboxArrayService({ store, control, psk, nbdUri, counters });
-    const fronts = { service: real, provider: new ArrayExportProvider(store, (session) => real.access(session), counters) };
-    const { service, provider } = faults.size > 0 ? wrapWithFaults(fronts, store, faults) : fronts;
+    const provider0 = new ArrayExportProvider(store, (session) => real.access(session), counters);
+    const csiOver = (array: ArrayServiceImpl): CsiServices => createCsiServices(array, { blockMetadata: opts.csiBlockMetadata ?? "variable" });
+    const fronts = { service: real, provider: provider0 };
+    const { service, provider, csi } = faults.size > 0 ? wrapWithFaults(fronts, store, faults, csiOver) : { ...fronts, csi: csiOver(real) };
     nbd = new NbdServer({ provider, tls: nbdTls, psk, log: log.child("nbd") });
     const bound = await nbd.listen(nbdEp.kind === "unix" ? { unix: nbdEp.path } : { host: nbdEp.host, port: nbdEp.port });
     if ("port" in bound) nbdTransport = { kind: "tcp", host: bound.host, port: bound.port };
-    rpc = await serveArray(service, {
-      endpoint: rpcEp,
-      insecure,
-      log: log.child("rpc"),
-      ...(opts.token !== undefined ? { token: opts.token } : {}),
-      ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
-    });
+    rpc = await serveArray(
+      service,
+      {
+        endpoint: rpcEp,
+        insecure,
+        log: log.child("rpc"),
+        ...(opts.token !== undefined ? { token: opts.token } : {}),
+        ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
+      },
+      csiImplementations(csi),
+    );
     const [openStore, server, rpcServer] = [store, nbd, rpc];
     return {
       dataDir: dir,

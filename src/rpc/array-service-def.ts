@@ -8,7 +8,7 @@
  * (test/e2e/470 compares it with what reflection serves).
  */
 import { v1, SERVICE_NAME } from "./proto.js";
-import { implement, serve, type RpcServerOptions, type RunningRpcServer } from "./server.js";
+import { implement, serve, type Implementation, type RpcServerOptions, type RunningRpcServer } from "./server.js";
 import { defineService, serverStreaming, unary, type Impl, type MethodKey, type Reply } from "./service.js";
 
 export const METHODS = {
@@ -49,7 +49,10 @@ export type ArrayServiceImpl = Impl<ArrayService>;
 /** Response type of a client method, e.g. `ArrayReply<"getLun">`. */
 export type ArrayReply<K extends MethodKey<ArrayService>> = Reply<ArrayService, K>;
 
-/** Serves ArrayService alone (the array daemon); the client is connectArray (array-client.ts). */
-export function serveArray(impl: ArrayServiceImpl, options: RpcServerOptions): Promise<RunningRpcServer> {
-  return serve([implement(ARRAY_SERVICE, impl)], options);
+/**
+ * Serves ArrayService, and `others` on the same endpoint (the array daemon adds
+ * its CSI services); the client is connectArray (array-client.ts).
+ */
+export function serveArray(impl: ArrayServiceImpl, options: RpcServerOptions, others: readonly Implementation[] = []): Promise<RunningRpcServer> {
+  return serve([implement(ARRAY_SERVICE, impl), ...others], options);
 }

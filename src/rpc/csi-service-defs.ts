@@ -9,6 +9,7 @@
  */
 import { connect, type ConnectOptions, type ServiceClient } from "./client.js";
 import { csi } from "./csi-proto.js";
+import { implement, type Implementation } from "./server.js";
 import { defineService, serverStreaming, unary, type Impl } from "./service.js";
 
 const PROTO_FILE = "csi/v1/csi.proto";
@@ -61,6 +62,24 @@ export type CsiIdentityImpl = Impl<typeof CSI_IDENTITY>;
 export type CsiControllerImpl = Impl<typeof CSI_CONTROLLER>;
 export type CsiGroupControllerImpl = Impl<typeof CSI_GROUP_CONTROLLER>;
 export type CsiSnapshotMetadataImpl = Impl<typeof CSI_SNAPSHOT_METADATA>;
+
+/** What a CSI plugin implements: one object per service. */
+export interface CsiServices {
+  readonly identity: CsiIdentityImpl;
+  readonly controller: CsiControllerImpl;
+  readonly groupController: CsiGroupControllerImpl;
+  readonly snapshotMetadata: CsiSnapshotMetadataImpl;
+}
+
+/** The four services as `serve` takes them, to share one endpoint (and its reflection) with others. */
+export function csiImplementations(services: CsiServices): Implementation[] {
+  return [
+    implement(CSI_IDENTITY, services.identity),
+    implement(CSI_CONTROLLER, services.controller),
+    implement(CSI_GROUP_CONTROLLER, services.groupController),
+    implement(CSI_SNAPSHOT_METADATA, services.snapshotMetadata),
+  ];
+}
 
 /** One client per CSI service, all on the same endpoint (CSI: one plugin socket). */
 export interface CsiClients {

@@ -12,6 +12,7 @@
 import type { FaultName } from "../../../src/failpoints.js";
 import type { ExportProvider } from "../../../src/nbd/backend.js";
 import type { ArrayServiceImpl } from "../../../src/rpc/array-service-def.js";
+import type { CsiServices } from "../../../src/rpc/csi-service-defs.js";
 import type { ArrayBackend } from "../backend.js";
 import { cbtDropZero, cbtIgnoreStartingOffset, cbtOffByOne } from "./cbt.js";
 import { groupSkew } from "./group-skew.js";
@@ -21,6 +22,11 @@ import { wrongStatus } from "./wrong-status.js";
 export interface ArrayFronts {
   service: ArrayServiceImpl;
   provider: ExportProvider;
+}
+
+/** What the daemon serves: the fronts and the CSI services made over the (faulty) service. */
+export interface ServedFronts extends ArrayFronts {
+  csi: CsiServices;
 }
 
 type Fault = (fronts: ArrayFronts, store: ArrayBackend) => ArrayFronts;
@@ -34,9 +40,13 @@ const FAULTS: Record<FaultName, Fault> = {
   "wrong-status": (fronts) => ({ ...fronts, service: wrongStatus(fronts.service) }),
 };
 
-/** The real service and provider with every fault in `faults` in front of them. */
-export function wrapWithFaults(real: ArrayFronts, store: ArrayBackend, faults: ReadonlySet<FaultName>): ArrayFronts {
+/**
+ * The real service and provider with every fault in `faults` in front of them,
+ * and the CSI services `csiOver` makes over that faulty service (so an
+ * ArrayService fault such as group-skew reaches CSI callers too).
+ */
+export function wrapWithFaults(real: ArrayFronts, store: ArrayBackend, faults: ReadonlySet<FaultName>, csiOver: (service: ArrayServiceImpl) => CsiServices): ServedFronts {
   let fronts = real;
   for (const [name, fault] of Object.entries(FAULTS) as [FaultName, Fault][]) if (faults.has(name)) fronts = fault(fronts, store);
-  return fronts;
+  return { ...fronts, csi: csiOver(fronts.service) };
 }

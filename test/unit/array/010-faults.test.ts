@@ -15,6 +15,7 @@ import { lunExportName, snapshotExportName } from "../../../simulator/array/expo
 import { cbtDropZero, cbtIgnoreStartingOffset, cbtOffByOne } from "../../../simulator/array/faults/cbt.js";
 import type { CallContextOf } from "../../../simulator/array/faults/filter.js";
 import { groupSkew } from "../../../simulator/array/faults/group-skew.js";
+import { createCsiServices } from "../../../simulator/array/csi/index.js";
 import { wrapWithFaults } from "../../../simulator/array/faults/index.js";
 import { snapshotLeak } from "../../../simulator/array/faults/snapshot-leak.js";
 import { wrongStatus } from "../../../simulator/array/faults/wrong-status.js";
@@ -200,8 +201,13 @@ describe("snapshot-leak", () => {
 describe("wrapWithFaults", () => {
   it("returns the real objects when no fault is active", () => {
     const fronts = { service: real, provider };
-    const out = wrapWithFaults(fronts, store, new Set());
+    const over: unknown[] = [];
+    const out = wrapWithFaults(fronts, store, new Set(), (service) => {
+      over.push(service);
+      return createCsiServices(service, { blockMetadata: "variable" });
+    });
     expect(out.service).toBe(real);
     expect(out.provider).toBe(provider);
+    expect(over).toEqual([real]);
   });
 });

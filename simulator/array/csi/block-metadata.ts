@@ -1,0 +1,111 @@
+/**
+ * The SnapshotMetadata stream, made from an ArrayService CBT stream
+ * (GetChangedBlocks / GetAllocatedBlocks): CSI spec "Snapshot Metadata Service
+ * RPCs", "Metadata Format" and "Special considerations for processing a
+ * snapshot metadata gRPC stream".
+ *
+ * Invariants of every stream made here:
+ *  - `block_metadata_type` and `volume_capacity_bytes` are the same in every
+ *    message (the capacity is the first array message's; it never changes
+ *    mid-stream).
+ *  - Tuples ascend and never overlap, across messages too: the array's extents
+ *    already do, coalescing only joins neighbours, splitting only cuts.
+ *  - The first tuple ends after `starting_offset`: the array's first extent
+ *    does, and in FIXED_LENGTH mode granules ending at or before it are
+ *    skipped. A tuple straddling `starting_offset` is sent whole.
+ *  - VARIABLE_LENGTH: adjacent extents (DATA beside ZERO, or two array
+ *    messages) become one range, so a range never ends where the next begins.
+ *    FIXED_LENGTH: every tuple is one CBT granule, `size_bytes` = granularity.
+ *  - At most `maxResults` tuples per message; at least one message, so an
+ *    empty answer still tells the capacity.
+ * Memory is O(maxResults): tuples are batched as the array streams them.
+ */
+import { csi } from "../../../src/rpc/csi-proto.js";
+import type { v1 } from "../../../src/rpc/proto.js";
+
+/** `sanbox array serve --csi-block-metadata`. */
+export type BlockMetadataMode = "fixed" | "variable";
+
+export const BLOCK_METADATA_MODES: readonly BlockMetadataMode[] = ["variable", "fixed"];
+
+export interface Tuple {
+  byteOffset: number;
+  sizeBytes: number;
+}
+
+/** One message of either SnapshotMetadata stream (the two responses have the same fields). */
+export interface BlockMetadataMessage {
+  blockMetadataType: csi.BlockMetadataType;
+  volumeCapacityBytes: number;
+  blockMetadata: Tuple[];
+}
+
+export interface StreamOptions {
+  mode: BlockMetadataMode;
+  /** The CBT granularity: the FIXED_LENGTH tuple size. */
+  granule: number;
+  startingOffset: number;
+  /** Tuples per message (> 0). */
+  maxResults: number;
+}
+
+export function metadataType(mode: BlockMetadataMode): csi.BlockMetadataType {
+  return mode === "fixed" ? csi.BlockMetadataType.FIXED_LENGTH : csi.BlockMetadataType.VARIABLE_LENGTH;
+}
+
+/** The array's extents as CSI tuples: coalesced (variable) or cut into granules (fixed). */
+async function* tuples(source: AsyncIterable<v1.IBlockMetadataResponse>, o: StreamOptions, capacity: (n: number) => void): AsyncGenerator<Tuple> {
+  let run: Tuple | undefined;
+  for await (const message of source) {
+    capacity(message.volumeCapacityBytes ?? 0);
+    for (const e of message.blockMetadata ?? []) {
+      const offset = e.byteOffset ?? 0;
+      const end = offset + (e.sizeBytes ?? 0);
+      if (end <= offset) continue;
+      if (o.mode === "fixed") {
+        for (let g = Math.floor(offset / o.granule) * o.granule; g < end; g += o.granule) {
+          if (g + o.granule > o.startingOffset && (run === undefined || g >= run.byteOffset + run.sizeBytes)) {
+            run = { byteOffset: g, sizeBytes: o.granule };
+            yield run;
+          }
+        }
+      } else if (run !== undefined && run.byteOffset + run.sizeBytes === offset) {
+        run.sizeBytes = end - run.byteOffset;
+      } else {
+        if (run !== undefined) yield run;
+        run = { byteOffset: offset, sizeBytes: end - offset };
+      }
+    }
+  }
+  if (o.mode === "variable" && run !== undefined) yield run;
+}
+
+/** The CSI stream for an array CBT stream that already honours `starting_offset`. */
+export async function* blockMetadataStream(source: AsyncIterable<v1.IBlockMetadataResponse>, o: StreamOptions): AsyncGenerator<BlockMetadataMessage> {
+  let volumeCapacityBytes: number | undefined;
+  const head = (): Omit<BlockMetadataMessage, "blockMetadata"> => ({ blockMetadataType: metadataType(o.mode), volumeCapacityBytes: volumeCapacityBytes ?? 0 });
+  let batch: Tuple[] = [];
+  let sent = false;
+  for await (const t of tuples(source, o, (n) => (volumeCapacityBytes ??= n))) {
+    // A VARIABLE_LENGTH run may still grow until the next one starts: it is yielded only once final.
+    batch.push({ ...t });
+    if (batch.length >= o.maxResults) {
+      yield { ...head(), blockMetadata: batch };
+      sent = true;
+      batch = [];
+    }
+  }
+  if (batch.length > 0 || !sent) yield { ...head(), blockMetadata: batch };
+}
+
+/**
+ * Frames a whole tuple list as a stream from `startingOffset` (the first tuple
+ * ending after it), `maxResults` per message, at least one message. The
+ * failpoints re-frame altered answers with it.
+ */
+export function* frameTuples(all: readonly Tuple[], head: Omit<BlockMetadataMessage, "blockMetadata">, startingOffset: number, maxResults: number): Generator<BlockMetadataMessage> {
+  const from = all.findIndex((t) => t.byteOffset + t.sizeBytes > startingOffset);
+  const rest = from < 0 ? [] : all.slice(from);
+  if (rest.length === 0) yield { ...head, blockMetadata: [] };
+  for (let i = 0; i < rest.length; i += maxResults) yield { ...head, blockMetadata: rest.slice(i, i + maxResults) };
+}
