@@ -22,8 +22,9 @@ import { existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Command } from "commander";
+import { InvalidArgumentError as CommanderArgError, type Command } from "commander";
 import { execa } from "execa";
+import { CsiCbtArrayDriver } from "../plugin/backup/csi-cbt-driver.js";
 import { GrpcArrayDriver } from "../plugin/backup/grpc-array-driver.js";
 import { runBackup, type BackupSummary } from "../plugin/backup/backup-run.js";
 import { PointExportProvider, RepositoryBackend } from "../plugin/backup/repository-backend.js";
@@ -123,6 +124,11 @@ function pointRow(p: BackupPoint): string[] {
   return [p.id, p.vm, p.kind + (p.reverted ? "" : " (no revert)"), p.t1, String(p.disks.length), formatSize(size), p.base.name];
 }
 
+function cbtSource(v: string): "array" | "csi" {
+  if (v !== "array" && v !== "csi") throw new CommanderArgError("expected array or csi");
+  return v;
+}
+
 export function registerBackup(program: Command): Command {
   const backup = program.command("backup").description("time-consistent VM backups (VMDKs on a datastore LUN + physical RDMs) into a repository");
 
@@ -135,15 +141,17 @@ export function registerBackup(program: Command): Command {
     .option("--hypervisor <endpoint>", "hypervisor endpoint (default: $SANBOX_HYPERVISOR_ENDPOINT or the local one)")
     .option("--array <endpoint>", "array control endpoint (default: $SANBOX_ENDPOINT or the local array)")
     .option("--full", "read everything even when a base exists")
+    .option("--cbt <source>", "where changed extents come from: array (ArrayService GetChangedBlocks) or csi (CSI SnapshotMetadata GetMetadataDelta on the same endpoint)", cbtSource, "array")
     .option("--chunk-size <size>", "chunk size of a NEW repository (default: the array's CBT granularity, else 64K)")
     .option("--parallel <n>", "NBD reads in flight per disk", "8")
     .option("--no-revert", "TEST ONLY: skip the revert (step 6); the point is then not time-consistent (the oracle's negative control)")
     .option("--json", "machine-readable summary")
     .option("--progress <mode>", PROGRESS_HELP, "auto")
-    .action(async (vm: string, options: RepoOpt & { hypervisor?: string; array?: string; full?: boolean; chunkSize?: string; parallel: string; revert: boolean; progress: string }) => {
+    .action(async (vm: string, options: RepoOpt & { hypervisor?: string; array?: string; full?: boolean; cbt: "array" | "csi"; chunkSize?: string; parallel: string; revert: boolean; progress: string }) => {
       const log = createLogger("backup");
       const dir = repoDir(options);
-      const array = GrpcArrayDriver.connect({ endpoint: options.array ?? defaultArrayEndpoint(), ...token() });
+      const arrayOpts = { endpoint: options.array ?? defaultArrayEndpoint(), ...token() };
+      const array = options.cbt === "csi" ? new CsiCbtArrayDriver(arrayOpts) : GrpcArrayDriver.connect(arrayOpts);
       const hv = connectHypervisor({ endpoint: hypervisorEndpoint(options), ...token() });
       const bar = progressReporter(options);
       try {

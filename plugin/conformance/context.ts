@@ -10,7 +10,7 @@ import { NbdClient, type ClientOptions } from "../../src/nbd/client.js";
 import type { ArrayClient } from "../../src/rpc/array-client.js";
 import type { Decoded } from "../../src/rpc/service.js";
 import type { v1 } from "../../src/rpc/proto.js";
-import { SkipCheck } from "./assert.js";
+import { CheckScope } from "./scope.js";
 import type { ResourceTracker } from "./tracker.js";
 
 /** The capabilities of ArrayInfo a check can depend on. */
@@ -78,8 +78,10 @@ export function runPrefix(): string {
   return `cf${randomBytes(3).toString("hex")}`;
 }
 
-export class CheckContext {
-  constructor(private readonly run: AreaRun) {}
+export class CheckContext extends CheckScope {
+  constructor(private readonly run: AreaRun) {
+    super(run);
+  }
 
   get config(): ConformanceConfig {
     return this.run.config;
@@ -102,34 +104,8 @@ export class CheckContext {
     const bs = this.info.blockSizeBytes;
     return bs > 0 ? bs : 4096;
   }
-  get idempotentCount(): number {
-    return Math.max(1, this.run.config.idempotentCount);
-  }
   claims(cap: Capability): boolean {
     return claims(this.info, cap);
-  }
-
-  /** A fresh name for an object of this run: `<run-prefix>-<hint>-<n>`. */
-  name(hint: string): string {
-    this.run.counter += 1;
-    return `${this.run.prefix}-${hint}-${this.run.counter}`;
-  }
-
-  skip(reason: string): never {
-    throw new SkipCheck(reason);
-  }
-
-  log(line: string): void {
-    this.run.config.log?.(line);
-  }
-
-  fixture<T>(key: symbol, build: () => Promise<T>): Promise<T> {
-    let p = this.run.fixtures.get(key) as Promise<T> | undefined;
-    if (p === undefined) {
-      p = build();
-      this.run.fixtures.set(key, p);
-    }
-    return p;
   }
 
   // ---------------------------------------------------------------- tracked resources

@@ -72,8 +72,13 @@ async function runCheck(spec: CheckSpec, run: AreaRun): Promise<CheckResult> {
     const missing = spec.requires.filter((c) => !claims(run.info as ArrayInfo, c));
     if (missing.length > 0) return done("skipped", `the array does not claim ${missing.join(", ")}`);
   }
+  return guarded(spec.id, () => spec.fn(new CheckContext(run)), done);
+}
+
+/** Runs one check body under the timeout and classifies its end: passed, skipped (SkipCheck), failed (RuleViolation or any other error). */
+export async function guarded(id: string, body: () => Promise<void>, done: (status: CheckStatus, detail?: string) => CheckResult): Promise<CheckResult> {
   try {
-    await withTimeout(spec.fn(new CheckContext(run)), CHECK_TIMEOUT_MS, spec.id);
+    await withTimeout(body(), CHECK_TIMEOUT_MS, id);
     return done("passed");
   } catch (e: unknown) {
     if (e instanceof SkipCheck) return done("skipped", e.reason);
@@ -150,7 +155,7 @@ export async function runConformance(config: ConformanceConfig, areas: readonly 
   }
 }
 
-function finish(results: CheckResult[], target: ConformanceReport["target"], started: number): ConformanceReport {
+export function finish(results: CheckResult[], target: ConformanceReport["target"], started: number): ConformanceReport {
   const count = (s: CheckStatus): number => results.filter((r) => r.status === s).length;
   return {
     target,
