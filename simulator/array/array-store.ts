@@ -37,15 +37,16 @@ import type {
   SnapshotInfo,
 } from "./backend.js";
 import { dataBlocks } from "./block-engine.js";
-import { changedExtents } from "./cbt.js";
+import { changedExtents, type CbtBase } from "./cbt.js";
 import { checkStore, type CheckReport } from "./checker.js";
 import { checkName, newId, newNaa } from "./ids.js";
 import { IoGate, Mutex } from "./io-gate.js";
 import { MetaDb } from "./meta-db.js";
 import { RangeLock } from "./range-lock.js";
-import { dropLineIfUnused, removeReader } from "./reclaim.js";
+import { dropLineIfUnused, removeReader, retireSnapshot } from "./reclaim.js";
 import type { Counters, GroupRecord, LineRecord, LunRecord, SnapshotRecord } from "./records.js";
 import { SlotPool } from "./slot-pool.js";
+import { newIdKey, parseSnapshotId, snapshotId } from "./snapshot-ids.js";
 import { StoreState, type Reader } from "./store-state.js";
 import { Volume, type VolumeTarget } from "./volume.js";
 
@@ -115,6 +116,10 @@ export class ArrayStore implements ArrayBackend {
       else if (kind === "ctr") st.ctr = value as Counters;
     }
     for (const l of st.lines.values()) st.ctr.nextLine = Math.max(st.ctr.nextLine, l.id + 1);
+    if (st.ctr.idKey === undefined) {
+      st.ctr.idKey = newIdKey();
+      st.meta.txn(() => st.saveCounters());
+    }
     for (const s of st.snaps.values()) if (s.state === "ready" || s.clones > 0) st.addReader(s.line, s.epoch);
     // RBD-style recovery: a group cut that never committed leaves only its intent record.
     const incomplete = [...st.groups.values()].filter((g) => g.state === "incomplete");
@@ -334,7 +339,7 @@ export class ArrayStore implements ArrayBackend {
   private cut(lun: LunRecord, name: string, groupId: string | null): SnapshotRecord {
     const st = this.st;
     const line = st.line(lun.line);
-    const snap: SnapshotRecord = { id: newId("snap"), name, lunId: lun.id, line: lun.line, epoch: line.epoch, size: lun.size, blockSize: lun.blockSize, createdAt: new Date().toISOString(), groupId, state: "ready", clones: 0, allocBlocks: lun.allocBlocks };
+    const snap: SnapshotRecord = { id: snapshotId(st.idKey, { line: lun.line, epoch: line.epoch }), name, lunId: lun.id, line: lun.line, epoch: line.epoch, size: lun.size, blockSize: lun.blockSize, createdAt: new Date().toISOString(), groupId, state: "ready", clones: 0, allocBlocks: lun.allocBlocks };
     st.saveLine({ ...line, epoch: line.epoch + 1 });
     st.saveSnap(snap);
     st.addReader(lun.line, snap.epoch);
@@ -460,25 +465,17 @@ export class ArrayStore implements ArrayBackend {
   }
 
   /**
-   * Deletes a snapshot and reclaims the blocks only it held. Its epoch stays as a
-   * tombstone so CBT from it keeps working; while clones use it, its blocks stay too.
+   * Deletes a snapshot and reclaims the blocks only it held; while clones use it,
+   * its blocks and record stay (reclaim.ts retireSnapshot). CBT from it keeps
+   * working without any record: its id carries its epoch (snapshot-ids.ts).
    * A group member cannot be deleted alone (FailedPreconditionError).
    */
   async deleteSnapshot(id: string): Promise<void> {
     const s = this.st.snapshot(id);
     if (s.groupId !== null) throw new FailedPreconditionError(`snapshot ${id} is a member of group snapshot ${s.groupId}; delete the group snapshot instead`);
     await this.manage(this.st.luns.has(s.lunId) ? [s.lunId] : [], () => {
-      this.st.meta.txn(() => this.tombstone(this.st.snapshot(id)));
+      this.st.meta.txn(() => retireSnapshot(this.st, this.st.snapshot(id)));
     });
-  }
-
-  private tombstone(s: SnapshotRecord): void {
-    const st = this.st;
-    st.saveSnap({ ...s, state: "deleted", groupId: null });
-    if (s.clones === 0) {
-      removeReader(st, s.line, s.epoch, false);
-      dropLineIfUnused(st, s.line);
-    }
   }
 
   listGroupSnapshots(): GroupSnapshotInfo[] {
@@ -499,7 +496,7 @@ export class ArrayStore implements ArrayBackend {
       this.st.meta.txn(() => {
         for (const sid of g.snapshotIds) {
           const s = this.st.snaps.get(sid);
-          if (s && s.state === "ready") this.tombstone(s);
+          if (s && s.state === "ready") retireSnapshot(this.st, s);
         }
         this.st.dropGroup(g.id);
       });
@@ -581,13 +578,24 @@ export class ArrayStore implements ArrayBackend {
   /**
    * Blocks that changed between `baseSnapshotId` and the target (a later snapshot,
    * or a LUN's live state), flagged DATA or ZERO. The base may be a deleted
-   * snapshot (tombstone). Throws CbtUnavailableError when only a full backup can help.
+   * snapshot: its id names its (line, epoch), which is all CBT needs, for as long as
+   * the line exists. Throws CbtUnavailableError when only a full backup can help.
    */
   changedExtents(baseSnapshotId: string, target: CbtTarget): ChangedExtentsResult {
-    const base = this.st.snaps.get(baseSnapshotId);
+    const base = this.cbtBase(baseSnapshotId);
     if (!base) throw new NotFoundError(`base snapshot ${quote(baseSnapshotId)} not found`);
     const r = this.reader(target);
     return { blockSize: r.blockSize, size: r.size, extents: changedExtents(this.st, base, r) };
+  }
+
+  /** A record (ready, clone-pinned or an old-format tombstone), else what a deleted snapshot's id says. */
+  private cbtBase(id: string): CbtBase | undefined {
+    const rec = this.st.snaps.get(id);
+    if (rec) return rec;
+    const place = parseSnapshotId(this.st.idKey, id);
+    const line = place && this.st.lines.get(place.line);
+    if (!place || !line || place.epoch >= line.epoch) return undefined;
+    return { id, line: line.id, epoch: place.epoch, blockSize: line.blockSize };
   }
 
   /** Extents holding data (not zero/hole) in a snapshot or a live LUN. O(mapped entries). */

@@ -8,8 +8,9 @@
  * plus every entry of the clone lines between the base's line and the target
  * (a clone's own entries are exactly its changes since its origin). Nothing scans
  * the LUN or its unchanged blocks. Correct after deleting intermediate snapshots or
- * the base itself (tombstone: only its epoch is needed; see store-state.ts for
- * the invariant), after revert, and across resize (shrink writes zero entries).
+ * the base itself (only its line and epoch are needed, which a deleted snapshot's
+ * id still carries, snapshot-ids.ts; see store-state.ts for the invariant), after
+ * revert, and across resize (shrink writes zero entries).
  *
  * We cannot answer (CbtUnavailableError, "do a full backup") when the base is not
  * in the target's history: another LUN's lineage, a snapshot taken after the
@@ -23,7 +24,10 @@ import type { Reader, StoreState } from "./store-state.js";
 export type ChangeFlag = "DATA" | "ZERO";
 export type ChangedExtent = FlaggedExtent<ChangeFlag>;
 
-export function changedBlocks(st: StoreState, base: SnapshotRecord, target: Reader): Map<number, number> {
+/** What CBT needs of a base: a snapshot record, or what a deleted snapshot's id says. */
+export type CbtBase = Pick<SnapshotRecord, "id" | "line" | "epoch" | "blockSize">;
+
+export function changedBlocks(st: StoreState, base: CbtBase, target: Reader): Map<number, number> {
   if (base.blockSize !== target.blockSize) throw new CbtUnavailableError(`base snapshot ${base.id} has a different block size; a full backup is needed`);
   if (!st.lines.has(base.line)) throw new CbtUnavailableError(`base snapshot ${base.id} is no longer tracked; a full backup is needed`);
   const segments: { line: number; from: number; to: number }[] = [];
@@ -50,7 +54,7 @@ export function changedBlocks(st: StoreState, base: SnapshotRecord, target: Read
   return changed;
 }
 
-export function changedExtents(st: StoreState, base: SnapshotRecord, target: Reader): ChangedExtent[] {
+export function changedExtents(st: StoreState, base: CbtBase, target: Reader): ChangedExtent[] {
   const changed = changedBlocks(st, base, target);
   const limit = Math.ceil(target.size / target.blockSize);
   const blocks = [...changed.keys()].filter((b) => b < limit).sort((a, b) => a - b);

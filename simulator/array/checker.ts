@@ -7,18 +7,32 @@
  *     no slot is both referenced and free/pending; no slot leaks (every slot up to
  *     the high-water mark is referenced, free or pending).
  *  4. Catalogue: LUN <-> line links, snapshot lines, group members, clone counts,
- *     readers list, sizes multiples of the block size, allocated-block counters.
+ *     readers list, sizes multiples of the block size, allocated-block counters;
+ *     no deleted snapshot's record outlives its last clone unless its id predates
+ *     snapshot-ids.ts (a kept tombstone is a metadata leak).
  *  5. Every reader sees zeros past its size; allocation extents are sorted and
  *     coalesced; (deep) every data block of every snapshot and LUN can be read.
  */
 import { fromBlocks, isNormal } from "../../src/extents/index.js";
 import { dataBlocks } from "./block-engine.js";
+import { parseSnapshotId } from "./snapshot-ids.js";
 import type { Reader, StoreState } from "./store-state.js";
 
 export interface CheckReport {
   ok: boolean;
   errors: string[];
-  stats: { luns: number; snapshots: number; tombstones: number; groups: number; entries: number; referencedSlots: number; freeSlots: number; pendingSlots: number };
+  stats: {
+    luns: number;
+    snapshots: number;
+    tombstones: number;
+    groups: number;
+    /** Catalogue records in LMDB (LUNs, lines, snapshots, groups, counters). */
+    records: number;
+    entries: number;
+    referencedSlots: number;
+    freeSlots: number;
+    pendingSlots: number;
+  };
 }
 
 export async function checkStore(st: StoreState, opts: { deep: boolean }): Promise<CheckReport> {
@@ -112,6 +126,7 @@ export async function checkStore(st: StoreState, opts: { deep: boolean }): Promi
     if (s.state === "ready" && !st.luns.has(s.lunId)) err(`snapshot ${s.id}: LUN ${s.lunId} missing`);
     const clones = [...st.lines.values()].filter((l) => l.parent?.snapshotId === s.id).length;
     if (clones !== s.clones) err(`snapshot ${s.id}: clone count ${s.clones}, actual ${clones}`);
+    if (s.state === "deleted" && s.clones === 0 && parseSnapshotId(st.idKey, s.id)) err(`snapshot ${s.id}: deleted, unpinned, and its record is still kept`);
     if (s.groupId !== null) {
       const g = st.groups.get(s.groupId);
       if (!g || !g.snapshotIds.includes(s.id)) err(`snapshot ${s.id}: group ${s.groupId} missing or does not list it`);
@@ -156,6 +171,7 @@ export async function checkStore(st: StoreState, opts: { deep: boolean }): Promi
       snapshots: [...st.snaps.values()].filter((s) => s.state === "ready").length,
       tombstones: [...st.snaps.values()].filter((s) => s.state === "deleted").length,
       groups: st.groups.size,
+      records: st.meta.cat.getKeysCount(),
       entries,
       referencedSlots: refs.size,
       freeSlots,

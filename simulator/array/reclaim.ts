@@ -10,7 +10,33 @@
  *
  * Must run inside a metadata transaction, with the line's I/O fenced.
  */
+import type { SnapshotRecord } from "./records.js";
+import { parseSnapshotId } from "./snapshot-ids.js";
 import type { StoreState } from "./store-state.js";
+
+/**
+ * Retires a deleted snapshot's record. While clones pin its blocks it stays,
+ * marked "deleted" (the blocks and the clones' origin link need it). Once nothing
+ * pins it, its reader goes (removeReader) and so does the record: the id itself
+ * names the (line, epoch) CBT needs (snapshot-ids.ts), so no tombstone is kept.
+ * Only a snapshot whose id predates that format keeps a tombstone record, until
+ * its line goes. Must run inside a metadata transaction, with the line's I/O fenced.
+ */
+export function retireSnapshot(st: StoreState, s: SnapshotRecord): void {
+  if (s.clones > 0) {
+    st.saveSnap({ ...s, state: "deleted", groupId: null });
+    return;
+  }
+  removeReader(st, s.line, s.epoch, false);
+  dropRecord(st, s);
+  dropLineIfUnused(st, s.line);
+}
+
+/** An unpinned deleted snapshot's record: gone if its id answers CBT alone, else a tombstone. */
+function dropRecord(st: StoreState, s: SnapshotRecord): void {
+  if (parseSnapshotId(st.idKey, s.id)) st.dropSnap(s.id);
+  else st.saveSnap({ ...s, state: "deleted", groupId: null, clones: 0 });
+}
 
 export function removeReader(st: StoreState, line: number, e: number, isLive: boolean): void {
   const rec = st.line(line);
@@ -34,7 +60,8 @@ export function removeReader(st: StoreState, line: number, e: number, isLive: bo
 
 /**
  * Drops a line once nothing reads it (no LUN, no ready or pinned snapshot):
- * its tombstones go, and the clone origin it pinned is released (maybe cascading).
+ * its remaining records (old-format tombstones) go, and the clone origin it
+ * pinned is released (maybe cascading).
  */
 export function dropLineIfUnused(st: StoreState, line: number): void {
   const rec = st.lines.get(line);
@@ -53,6 +80,7 @@ export function dropLineIfUnused(st: StoreState, line: number): void {
       st.saveSnap(o);
       if (o.clones === 0 && o.state === "deleted") {
         removeReader(st, o.line, o.epoch, false);
+        dropRecord(st, o);
         dropLineIfUnused(st, o.line);
       }
     }

@@ -46,8 +46,10 @@ export interface SnapshotRecord {
   createdAt: string;
   groupId: string | null;
   /**
-   * "deleted" is a tombstone: the user deleted the snapshot; its epoch stays so that
-   * CBT from it still works. While `clones > 0` its blocks are also kept (pinned).
+   * "deleted": the user deleted the snapshot but clones still pin its blocks
+   * (`clones > 0`); the record goes with the last clone. A deleted snapshot whose id
+   * predates snapshot-ids.ts keeps its record for good (a tombstone), as its id alone
+   * cannot answer CBT.
    */
   state: SnapshotState;
   clones: number;
@@ -66,4 +68,6 @@ export interface GroupRecord {
 
 export interface Counters {
   nextLine: number;
+  /** Key of snapshot-id tags (snapshot-ids.ts); absent in catalogues from before it, added on open. */
+  idKey?: string;
 }

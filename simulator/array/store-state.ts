@@ -42,6 +42,13 @@ export class StoreState {
   readonly readers = new Map<number, number[]>();
   ctr: Counters = { nextLine: 1 };
 
+  /** The key of snapshot-id tags (snapshot-ids.ts); ArrayStore.load makes sure there is one. */
+  get idKey(): string {
+    const k = this.ctr.idKey;
+    if (k === undefined) throw new Error("the catalogue has no snapshot-id key (load() adds one)");
+    return k;
+  }
+
   private nextSeq = 1;
   private readonly active = new Set<number>();
   private commits: { fn: () => void; resolve: () => void; reject: (e: unknown) => void }[] = [];

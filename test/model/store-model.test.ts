@@ -30,6 +30,8 @@ interface MLun {
   data: Buffer;
   events: { stamp: number; block: number }[];
   parent: { lun: MLun; stamp: number } | null;
+  /** The snapshot this LUN was cloned from: while the LUN's line is in use, it pins that snapshot. */
+  origin: MSnap | null;
   alive: boolean;
 }
 interface MSnap {
@@ -135,7 +137,7 @@ class Harness {
         if (this.live().length >= 4) return;
         const name = `l${this.nextName++}`;
         const info = await st.createLun({ name, size: op.blocks * BS, blockSize: BS });
-        this.luns.push({ id: info.id, name, data: Buffer.alloc(op.blocks * BS), events: [], parent: null, alive: true });
+        this.luns.push({ id: info.id, name, data: Buffer.alloc(op.blocks * BS), events: [], parent: null, origin: null, alive: true });
         return;
       }
       case "write": {
@@ -231,7 +233,7 @@ class Harness {
         if (!s || this.live().length >= 4) return;
         const name = `l${this.nextName++}`;
         const info = await st.cloneSnapshot({ snapshot: s.id, name });
-        this.luns.push({ id: info.id, name, data: Buffer.from(s.data), events: [], parent: { lun: s.lun, stamp: s.stamp }, alive: true });
+        this.luns.push({ id: info.id, name, data: Buffer.from(s.data), events: [], parent: { lun: s.lun, stamp: s.stamp }, origin: s, alive: true });
         return;
       }
       case "resize": {
@@ -346,6 +348,14 @@ class Harness {
     }
     const r = await st.check({ deep: true });
     expect(r.errors).toEqual([]);
+    // Records kept: ready snapshots and deleted ones a clone still pins; no tombstone outlives its pin.
+    const pinned = this.snaps.filter((s) => !s.ready && this.pins(s));
+    expect(r.stats.tombstones, `deleted snapshots still pinned by clones: ${pinned.length}`).toBe(pinned.length);
+  }
+
+  /** A deleted snapshot stays pinned while a clone of it is in use (alive, or itself pinning). */
+  private pins(s: MSnap): boolean {
+    return this.luns.some((l) => l.origin === s && (l.alive || this.snaps.some((x) => x.lun === l && (x.ready || this.pins(x)))));
   }
 }
 
