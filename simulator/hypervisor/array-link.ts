@@ -6,26 +6,66 @@
  * A LUN is opened by asking the array to present it (CreateExport, idempotent)
  * and connecting to the URI the array answers with. `--host`/TLS-PSK masking is
  * not used here: the hypervisor is the array's local host on its Unix socket.
+ *
+ * Every call has a deadline (`ioTimeoutMs`, --io-timeout): a frozen array makes
+ * a call fail with TIMEOUT rather than wait. The gRPC channel reconnects by
+ * itself after an array restart; its backoff is capped at 1 s (ARRAY_CHANNEL
+ * in daemon.ts) so a returned array is reached within about a second.
+ * `openPath` opens a LunPath (lun-path.ts), which re-asks for the export on
+ * every reconnection.
  */
-import { NotFoundError } from "../../src/errors.js";
+import { NotFoundError, SanboxError, TimeoutError } from "../../src/errors.js";
 import { NbdClient } from "../../src/nbd/client.js";
 import { lunByRef, type ArrayClient } from "../../src/rpc/array-client.js";
 import { allPages } from "../../src/rpc/paging.js";
 import type { v1 } from "../../src/rpc/proto.js";
 import type { Decoded } from "../../src/rpc/service.js";
+import type { Logger } from "../../src/log.js";
+import { LunPath } from "./lun-path.js";
+import type { ReconnectPolicy } from "./reconnect-policy.js";
 
 export type LunInfo = Decoded<v1.ILun>;
 
+/** How long one connection attempt waits for the gRPC channel (its reconnect backoff is capped at 1 s). */
+const ATTEMPT_PATIENCE_MS = 2_000;
+
+export interface LinkOptions {
+  /** Deadline of every array call and NBD request. */
+  ioTimeoutMs: number;
+  reconnect: ReconnectPolicy;
+  log: Logger;
+}
+
 export class ArrayLink {
-  constructor(readonly array: ArrayClient) {}
+  constructor(
+    readonly array: ArrayClient,
+    readonly opts: LinkOptions,
+  ) {}
+
+  private get call(): { timeoutMs: number } {
+    return { timeoutMs: this.opts.ioTimeoutMs };
+  }
+
+  /** `p`, with a deadline that expired said in the hypervisor's words: which call, which limit, which flag. */
+  private async deadline<T>(what: string, p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (e: unknown) {
+      if (e instanceof SanboxError && e.code === "TIMEOUT") throw new TimeoutError(`the array did not answer ${what} within ${this.opts.ioTimeoutMs} ms (--io-timeout)`);
+      throw e;
+    }
+  }
 
   /** A LUN by name, else by id. */
   lun(ref: string): Promise<LunInfo> {
-    return lunByRef(this.array, ref);
+    return this.deadline("GetLun", lunByRef(this.array, ref, this.call));
   }
 
   luns(): Promise<LunInfo[]> {
-    return allPages("ListLuns", (startingToken) => this.array.listLuns({ startingToken }).then((r) => ({ items: r.luns, next: r.nextToken })));
+    return this.deadline(
+      "ListLuns",
+      allPages("ListLuns", (startingToken) => this.array.listLuns({ startingToken }, this.call).then((r) => ({ items: r.luns, next: r.nextToken }))),
+    );
   }
 
   /** The LUN an RDM mapping file names, by NAA id (case-insensitive). */
@@ -36,14 +76,20 @@ export class ArrayLink {
     return hit;
   }
 
-  /** The NBD URI of a LUN's read-write export. */
-  async lunUri(lunId: string): Promise<string> {
-    return (await this.array.createExport({ lunId })).uri;
+  /**
+   * Asks the array for a LUN's read-write export and connects to it, within
+   * `timeoutMs`. The export call waits for a reconnecting channel, but at most
+   * ATTEMPT_PATIENCE_MS: an array that just came back is reached within the
+   * channel's 1 s backoff, and a dead one costs a connection attempt no more.
+   */
+  async openLun(lunId: string, timeoutMs = this.opts.ioTimeoutMs): Promise<NbdClient> {
+    const { uri } = await this.array.createExport({ lunId }, { timeoutMs: Math.min(timeoutMs, ATTEMPT_PATIENCE_MS), waitForReady: true });
+    return NbdClient.connect(uri, { connectTimeoutMs: timeoutMs });
   }
 
-  /** Opens a LUN's read-write export with our NBD client. */
-  async openLun(lunId: string): Promise<NbdClient> {
-    return NbdClient.connect(await this.lunUri(lunId));
+  /** A path to a LUN's export that reconnects after an array restart. `name` is how messages call it. */
+  openPath(lunId: string, name: string): Promise<LunPath> {
+    return LunPath.open({ name, open: (ms) => this.openLun(lunId, ms), policy: this.opts.reconnect, ioTimeoutMs: this.opts.ioTimeoutMs, log: this.opts.log });
   }
 
   close(): void {

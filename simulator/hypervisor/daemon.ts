@@ -10,6 +10,11 @@
  * Invariants: the directory is locked for the daemon's life; the array is
  * reached (GetArrayInfo) before anything is served, so a wrong --array fails
  * at start; a start that fails part-way releases what it opened.
+ *
+ * Array outages (docs/hypervisor.md "Array restarts", "Deadlines"): every array
+ * call and NBD request has the `ioTimeoutMs` deadline; NBD paths reconnect with
+ * the bounded backoff of reconnect-policy.ts; the gRPC channel's own reconnect
+ * backoff is capped at 1 s (ARRAY_CHANNEL).
  */
 import { mkdirSync } from "node:fs";
 import { homedir } from "node:os";
@@ -22,6 +27,7 @@ import type { RpcEndpoint } from "../../src/rpc/endpoint.js";
 import { serveHypervisor } from "../../src/rpc/hypervisor-service-def.js";
 import { ArrayLink } from "./array-link.js";
 import { Hypervisor } from "./hypervisor.js";
+import { DEFAULT_RECONNECT_POLICY, checkPolicy } from "./reconnect-policy.js";
 import { hypervisorService } from "./hypervisor-service.js";
 
 export function defaultHypervisorDataDir(): string {
@@ -32,6 +38,12 @@ export function defaultHypervisorDataDir(): string {
 export function hypervisorSocketPath(dataDir: string): string {
   return join(dataDir, "hypervisor.sock");
 }
+
+/** Deadline of every array call and NBD request, unless --io-timeout says otherwise. */
+export const DEFAULT_IO_TIMEOUT_MS = 30_000;
+
+/** grpc-js retries a lost channel itself; by default its backoff grows to 120 s, too slow for an array restart. */
+const ARRAY_CHANNEL = { "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 1_000, "grpc.use_local_subchannel_pool": 1 };
 
 export interface HypervisorDaemonOptions {
   dataDir: string;
@@ -45,6 +57,10 @@ export interface HypervisorDaemonOptions {
   token?: string;
   insecure?: boolean;
   log?: Logger;
+  /** Deadline of every array call and NBD request (default DEFAULT_IO_TIMEOUT_MS). */
+  ioTimeoutMs?: number;
+  /** Connection attempts before a path to a LUN is FAILED (default DEFAULT_RECONNECT_LIMIT). */
+  reconnectLimit?: number;
 }
 
 export interface HypervisorDaemon {
@@ -61,11 +77,15 @@ export async function startHypervisorDaemon(opts: HypervisorDaemonOptions): Prom
   const endpoint: RpcEndpoint = opts.rpc ?? { kind: "unix", path: hypervisorSocketPath(dir) };
   const insecure = opts.insecure ?? false;
   if (endpoint.kind === "tcp" && !insecure) throw new InvalidArgumentError("gRPC over TCP needs --insecure (the hypervisor serves no TLS)");
+  const ioTimeoutMs = opts.ioTimeoutMs ?? DEFAULT_IO_TIMEOUT_MS;
+  if (!Number.isSafeInteger(ioTimeoutMs) || ioTimeoutMs < 1) throw new InvalidArgumentError(`I/O timeout ${ioTimeoutMs} ms must be a positive integer`);
+  const reconnect = checkPolicy({ ...DEFAULT_RECONNECT_POLICY, limit: opts.reconnectLimit ?? DEFAULT_RECONNECT_POLICY.limit });
   const unlock = await lockDirectory(dir, "hypervisor");
-  const link = new ArrayLink(connectArray({ endpoint: opts.array, ...(opts.arrayToken !== undefined ? { token: opts.arrayToken } : {}) }));
+  const array = connectArray({ endpoint: opts.array, channelOptions: ARRAY_CHANNEL, ...(opts.arrayToken !== undefined ? { token: opts.arrayToken } : {}) });
+  const link = new ArrayLink(array, { ioTimeoutMs, reconnect, log: log.child("path") });
   let hv: Hypervisor | undefined;
   try {
-    await link.array.getArrayInfo({}, { timeoutMs: 10_000 });
+    await link.array.getArrayInfo({}, { timeoutMs: Math.min(ioTimeoutMs, 10_000) });
     hv = await Hypervisor.start(link, dir, log);
     const rpc = await serveHypervisor(hypervisorService(hv), { endpoint, insecure, log: log.child("rpc"), ...(opts.token !== undefined ? { token: opts.token } : {}) });
     const running = hv;

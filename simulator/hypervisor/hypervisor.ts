@@ -5,7 +5,10 @@
  * State: VMs live on their datastores (VMX + descriptors, src/datastore); the
  * hypervisor itself only remembers which datastore LUNs it mounted, in
  * DATA/hypervisor.json, and remounts them when it starts. Workloads do not
- * survive a restart (VMs come back stopped).
+ * survive a restart of the hypervisor (VMs come back stopped); they do not
+ * survive an array restart either (the operation in flight fails), but the
+ * paths reconnect (lun-path.ts), so `vm start` works again without restarting
+ * the hypervisor. A VM whose path gave up reports FAILED naming the path.
  *
  * Guest I/O: a VMDK's writes go through the datastore file system
  * (DatastoreFileDevice on the shared Datastore), an RDM's straight to the RDM
@@ -14,14 +17,14 @@
 import { readFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../../src/fsio/durable-fs.js";
-import { NbdDevice } from "../../src/nbd/nbd-device.js";
 import { DatastoreFileDevice } from "../../src/datastore/file-device.js";
 import { createVm, growVmdk, listVms, readVm, type VmDiskInfo, type VmDiskSpec, type VmInfo } from "../../src/datastore/vm-files.js";
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, errorMessage, quote } from "../../src/errors.js";
+import { AlreadyExistsError, ConnectionClosedError, FailedPreconditionError, InvalidArgumentError, NotFoundError, errorMessage, quote } from "../../src/errors.js";
 import type { Logger } from "../../src/log.js";
 import { STAMP_SIZE, type DiskTarget, type WorkloadDisk } from "../../src/oracle/index.js";
 import type { ArrayLink, LunInfo } from "./array-link.js";
-import { mountDatastore, type MountedDatastore } from "./datastore-mount.js";
+import { MountedDatastore } from "./datastore-mount.js";
+import type { LunPath, PathHandle } from "./lun-path.js";
 import { VmRuntime, type RuntimeStatus, type VmIo } from "./vm-runtime.js";
 
 export const DEFAULT_QUIESCE_TIMEOUT_MS = 10_000;
@@ -56,6 +59,8 @@ interface VmEntry {
   mount: MountedDatastore;
   dir: string;
   runtime: VmRuntime;
+  /** The RDM paths of the workload's open disks (empty when none is open). */
+  rdmPaths: LunPath[];
 }
 
 interface StateFile {
@@ -123,10 +128,11 @@ export class Hypervisor {
   private async mount(lun: LunInfo, format: boolean): Promise<MountedDatastore> {
     const existing = this.mounts.get(lun.lunId);
     if (existing !== undefined) return existing;
-    const m = await mountDatastore(this.link, lun, this.log, { format });
+    const m = await MountedDatastore.mount(this.link, lun, this.log, { format });
     this.mounts.set(lun.lunId, m);
-    for (const dir of await listVms(m.ds)) {
-      const info = await readVm(m.ds, dir);
+    const ds = await m.datastore();
+    for (const dir of await listVms(ds)) {
+      const info = await readVm(ds, dir);
       if (this.vms.has(info.name)) {
         this.log.warn(`VM ${info.name} on datastore ${m.lunName} shadows one of the same name; skipped`);
         continue;
@@ -137,7 +143,7 @@ export class Hypervisor {
   }
 
   private register(name: string, mount: MountedDatastore, dir: string): VmEntry {
-    const e: VmEntry = { name, mount, dir, runtime: new VmRuntime(name, this.log, () => mount.ds.flush()) };
+    const e: VmEntry = { name, mount, dir, runtime: new VmRuntime(name, this.log, async () => (await mount.datastore()).flush()), rdmPaths: [] };
     this.vms.set(name, e);
     return e;
   }
@@ -166,7 +172,7 @@ export class Hypervisor {
   }
 
   private async view(e: VmEntry, luns: readonly LunInfo[]): Promise<VmView> {
-    const info = await readVm(e.mount.ds, e.dir);
+    const info = await readVm(await e.mount.datastore(), e.dir);
     return {
       name: e.name,
       datastoreLunId: e.mount.lunId,
@@ -174,7 +180,7 @@ export class Hypervisor {
       directory: info.dir,
       vmxPath: info.vmxPath,
       disks: info.disks.map((d) => diskView(d, luns)),
-      workload: e.runtime.status(),
+      workload: this.status(e),
     };
   }
 
@@ -200,7 +206,7 @@ export class Hypervisor {
       }
       const mount = await this.mount(dsLun, true);
       await this.saveState();
-      const info = await createVm(mount.ds, { name, disks: specs });
+      const info = await createVm(await mount.datastore(), { name, disks: specs });
       const e = this.register(name, mount, info.dir);
       this.log.info(`VM ${name} created on datastore ${mount.lunName}: ${specs.map((s) => (s.kind === "vmdk" ? `vmdk ${s.capacityBytes}` : `rdm ${s.lun ?? s.naa}`)).join(", ")}`);
       return this.view(e, await this.link.luns());
@@ -215,7 +221,7 @@ export class Hypervisor {
         e.runtime.resume();
         await e.runtime.stop();
       }
-      await e.mount.ds.delete(e.dir, { recursive: true });
+      await (await e.mount.datastore()).delete(e.dir, { recursive: true });
       this.vms.delete(name);
       this.log.info(`VM ${name} deleted`);
     });
@@ -233,7 +239,19 @@ export class Hypervisor {
   }
 
   workloadStatus(name: string): RuntimeStatus {
-    return this.entry(name).runtime.status();
+    return this.status(this.entry(name));
+  }
+
+  /**
+   * The runtime's status, and what a failed path adds: a workload that failed
+   * (or cannot run) because a path gave up reports FAILED with the path's error.
+   */
+  private status(e: VmEntry): RuntimeStatus {
+    const s = e.runtime.status();
+    if (s.state === "running" || s.state === "stopped") return s;
+    const down = [e.mount.path, ...e.rdmPaths].map((p) => p.failure()).find((f) => f !== undefined);
+    if (down === undefined) return s;
+    return { ...s, error: `${down.code}: ${down.message}${s.error !== "" ? ` (the workload failed with: ${s.error})` : ""}` };
   }
 
   async quiesce(name: string, timeoutMs: number): Promise<RuntimeStatus> {
@@ -251,11 +269,12 @@ export class Hypervisor {
 
   /** Opens the VM's disks for guest I/O, in VMX order. */
   private async openIo(e: VmEntry): Promise<VmIo> {
-    const ds = e.mount.ds;
+    const ds = await e.mount.datastore();
     const info: VmInfo = await readVm(ds, e.dir);
     const disks: WorkloadDisk[] = [];
     const targets: DiskTarget[] = [];
-    const rdms: NbdDevice[] = [];
+    const rdms: LunPath[] = [];
+    const rdmDevices: PathHandle[] = [];
     try {
       for (const d of info.disks) {
         if (d.kind === "flat" && d.flatPath !== undefined) {
@@ -272,8 +291,10 @@ export class Hypervisor {
           });
         } else if (d.rdm !== undefined) {
           const lun = await this.link.lunByNaa(d.rdm.naa);
-          const device = new NbdDevice(await this.link.openLun(lun.lunId));
-          rdms.push(device);
+          const path = await this.link.openPath(lun.lunId, `VM ${e.name} RDM ${d.slot} ${lun.name} (lun/${lun.name})`);
+          rdms.push(path);
+          const device = path.handle();
+          rdmDevices.push(device);
           const size = Math.min(d.capacity, device.size);
           disks.push({ id: d.slot, kind: "rdm", size: size - (size % STAMP_SIZE) });
           targets.push({ device });
@@ -285,15 +306,25 @@ export class Hypervisor {
       await Promise.allSettled(rdms.map((r) => r.close()));
       throw err;
     }
+    e.rdmPaths = rdms;
+    const paths = [e.mount.path, ...rdms];
+    const faultsAtOpen = paths.map((p) => p.faults);
     return {
       disks,
       targets,
+      fault: () => {
+        const i = paths.findIndex((p, k) => p.faults !== faultsAtOpen[k]);
+        const p = paths[i];
+        if (p === undefined) return undefined;
+        return p.failure() ?? new ConnectionClosedError(`${p.name} faulted since the VM's disks were opened (${p.status().lastError || "a write timed out"}); acknowledged writes may be lost`);
+      },
       flush: async () => {
         await ds.flush();
-        await Promise.all(rdms.map((r) => r.flush()));
+        await Promise.all(rdmDevices.map((r) => r.flush()));
       },
       close: async () => {
         await Promise.allSettled(rdms.map((r) => r.close()));
+        if (e.rdmPaths === rdms) e.rdmPaths = [];
       },
     };
   }

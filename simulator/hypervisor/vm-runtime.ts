@@ -32,6 +32,12 @@ export interface VmIo {
   /** Makes every acknowledged write durable: datastore commit + NBD flush of every disk. */
   flush(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Why the disks can no longer be trusted (a path to the array broke or a write
+   * timed out since they were opened: acknowledged writes may be lost), else
+   * undefined. Checked before every operation: the chain must not go on past it.
+   */
+  fault?(): Error | undefined;
 }
 
 export type RuntimeState = "stopped" | "running" | "failed";
@@ -203,6 +209,8 @@ export class VmRuntime {
           break; // stopped while quiesced
         }
         try {
+          const fault = io.fault?.();
+          if (fault !== undefined) throw fault;
           const op = w.next();
           await applyOp(w, op, io.targets);
           j.ack(op);

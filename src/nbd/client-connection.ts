@@ -116,6 +116,7 @@ export class NbdConnection {
   private readonly decoder: ReplyDecoder;
   private idleWaiters: (() => void)[] = [];
   private readonly closeWaiters: (() => void)[] = [];
+  private readonly failListeners: ((e: Error) => void)[] = [];
   private socketClosed = false;
 
   constructor(
@@ -249,6 +250,16 @@ export class NbdConnection {
     this.queue.length = 0;
     this.inflight.clear();
     this.wakeIdle();
+    for (const f of this.failListeners.splice(0)) f(e);
+  }
+
+  /**
+   * Calls `f` once when the open connection breaks (the server closed it, a protocol
+   * error, `fail`). Nothing is called for a connection that is already closed, so
+   * check `isOpen` after registering; a clean `close()` calls nothing either.
+   */
+  onFail(f: (e: Error) => void): void {
+    if (this.state !== "closed") this.failListeners.push(f);
   }
 
   private cancel(p: Pending): void {

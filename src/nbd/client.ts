@@ -370,6 +370,16 @@ export class NbdClient {
     }
   }
 
+  /** Calls `f` once if the connection breaks (not on close()); check `isOpen` after registering. */
+  onFail(f: (e: Error) => void): void {
+    this.conn.onFail(f);
+  }
+
+  /** Tears the connection down at once: everything pending fails with `reason`. */
+  destroy(reason: Error): void {
+    this.conn.fail(reason);
+  }
+
   /** Waits for requests in flight, sends NBD_CMD_DISC and ends the socket. */
   async close(): Promise<void> {
     await this.conn.close();

@@ -20,7 +20,7 @@ import { ARRAY_SERVICE, type ArrayService } from "./array-service-def.js";
 import { connect, type ConnectOptions, type ServiceClient } from "./client.js";
 import { allPages } from "./paging.js";
 import type { v1 } from "./proto.js";
-import type { Decoded } from "./service.js";
+import type { CallOptions, Decoded } from "./service.js";
 
 export type ArrayClientOptions = ConnectOptions;
 
@@ -44,11 +44,11 @@ async function orElse<T>(first: () => Promise<T>, fallback: () => Promise<T>): P
   return fallback();
 }
 
-/** A LUN by name, else by id. */
-export function lunByRef(array: ArrayClient, ref: string): Promise<Decoded<v1.ILun>> {
+/** A LUN by name, else by id. `opts` (a deadline) applies to each lookup. */
+export function lunByRef(array: ArrayClient, ref: string, opts?: CallOptions): Promise<Decoded<v1.ILun>> {
   return orElse(
-    () => array.getLun({ name: ref }),
-    () => array.getLun({ lunId: ref }),
+    () => array.getLun({ name: ref }, opts),
+    () => array.getLun({ lunId: ref }, opts),
   );
 }
 

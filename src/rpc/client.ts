@@ -16,7 +16,7 @@
  * the underlying connection between clients of the same target and options,
  * so several services of one endpoint cost one socket.
  */
-import { Client, credentials, Metadata, status as Status, type CallOptions as GrpcCallOptions, type MethodDefinition, type ServiceError } from "@grpc/grpc-js";
+import { Client, credentials, Metadata, type ChannelOptions, status as Status, type CallOptions as GrpcCallOptions, type MethodDefinition, type ServiceError } from "@grpc/grpc-js";
 import { CancelledError, UnavailableError } from "../errors.js";
 import { AUTHORIZATION } from "./auth.js";
 import { formatEndpoint, grpcAddress, parseEndpoint, type RpcEndpoint } from "./endpoint.js";
@@ -31,6 +31,8 @@ export interface ConnectOptions {
   ca?: Buffer;
   /** The command that starts the daemon, named when nothing answers at the endpoint. */
   startHint?: string;
+  /** grpc-js channel options (e.g. reconnect backoff) on top of the message size limit. */
+  channelOptions?: ChannelOptions;
 }
 
 /** A connected client: the service's methods plus the channel's endpoint and close. */
@@ -58,11 +60,12 @@ function fromGrpcError(e: unknown, endpoint: RpcEndpoint, startHint: string | un
 export function connect<D extends ServiceDef>(service: D, options: ConnectOptions): ServiceClient<D> {
   const endpoint = typeof options.endpoint === "string" ? parseEndpoint(options.endpoint) : options.endpoint;
   const creds = endpoint.kind === "tcp" && endpoint.tls ? credentials.createSsl(options.ca ?? null) : credentials.createInsecure();
-  const client = new Client(grpcAddress(endpoint), creds, { "grpc.max_receive_message_length": MAX_MESSAGE_BYTES });
+  const client = new Client(grpcAddress(endpoint), creds, { ...options.channelOptions, "grpc.max_receive_message_length": MAX_MESSAGE_BYTES });
   const token = options.token;
 
-  const metadata = (): Metadata => {
-    const md = new Metadata();
+  const metadata = (opts?: CallOptions): Metadata => {
+    // grpc-js takes wait-for-ready per call through the metadata's options.
+    const md = new Metadata(opts?.waitForReady === true ? { waitForReady: true } : {});
     if (token !== undefined) md.set(AUTHORIZATION, `Bearer ${token}`);
     return md;
   };
@@ -71,7 +74,7 @@ export function connect<D extends ServiceDef>(service: D, options: ConnectOption
   const unaryCall = (method: MethodDefinition<unknown, unknown>, req: unknown, opts: CallOptions | undefined): Promise<unknown> => {
     if (opts?.signal?.aborted === true) return Promise.reject(new CancelledError());
     return new Promise((resolve, reject) => {
-      const call = client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, req, metadata(), grpcOptions(opts), (err: ServiceError | null, value?: unknown) => {
+      const call = client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, req, metadata(opts), grpcOptions(opts), (err: ServiceError | null, value?: unknown) => {
         opts?.signal?.removeEventListener("abort", onAbort);
         if (err) reject(fromGrpcError(err, endpoint, options.startHint));
         else resolve(value);
@@ -84,7 +87,7 @@ export function connect<D extends ServiceDef>(service: D, options: ConnectOption
   async function* streamCall(method: MethodDefinition<unknown, unknown>, req: unknown, opts: CallOptions | undefined): AsyncIterable<unknown> {
     // As for unary calls: a signal aborted before the call starts never sends it.
     if (opts?.signal?.aborted === true) throw new CancelledError();
-    const call = client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, req, metadata(), grpcOptions(opts));
+    const call = client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, req, metadata(opts), grpcOptions(opts));
     const onAbort = (): void => call.cancel();
     opts?.signal?.addEventListener("abort", onAbort, { once: true });
     try {

@@ -104,6 +104,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Milliseconds until the call is cancelled with TIMEOUT. */
   timeoutMs?: number;
+  /** Wait (within the deadline) for a channel that is reconnecting instead of failing with UNAVAILABLE at once. */
+  waitForReady?: boolean;
 }
 
 /**

@@ -23,6 +23,8 @@ export interface ArrayDaemon {
   /** Runs a `sanbox … --json` command and parses its output. */
   json(args: readonly string[]): Promise<unknown>;
   stop(): Promise<void>;
+  /** Sends `signal` (SIGKILL: a crash) and waits for the process to end; no exit status is checked. */
+  kill(signal: NodeJS.Signals): Promise<void>;
   stderr(): string;
 }
 
@@ -74,6 +76,10 @@ export async function startArrayDaemon(dir: string, extraArgs: readonly string[]
       proc.kill("SIGTERM");
       const r = await proc;
       if (r.exitCode !== 0) throw new Error(`array serve exited with ${r.exitCode ?? r.signal}: ${err}`);
+    },
+    kill: async (signal) => {
+      proc.kill(signal);
+      await proc;
     },
     stderr: () => err,
   };

@@ -17,10 +17,11 @@ export interface HypervisorDaemon {
   stderr(): string;
 }
 
-export async function startHypervisor(dataDir: string, arrayEndpoint: string): Promise<HypervisorDaemon> {
+/** `extraArgs` go to `hypervisor serve` (e.g. --io-timeout, --reconnect-limit). */
+export async function startHypervisor(dataDir: string, arrayEndpoint: string, extraArgs: readonly string[] = []): Promise<HypervisorDaemon> {
   const bin = sanboxBin();
   let err = "";
-  const proc = execa("node", [bin, "hypervisor", "serve", "--array", arrayEndpoint, "--data", dataDir], {
+  const proc = execa("node", [bin, "hypervisor", "serve", "--array", arrayEndpoint, "--data", dataDir, ...extraArgs], {
     env: { ...TOOL_ENV, SANBOX_LOG: "warn" },
     reject: false,
     buffer: false,

@@ -32,6 +32,8 @@ export interface VmFixtureOptions {
   datastoreBytes?: number;
   rdmBytes?: number;
   disk?: string;
+  /** Extra `hypervisor serve` arguments (--io-timeout, --reconnect-limit). */
+  hypervisorArgs?: string[];
 }
 
 export async function startVmFixture(prefix: string, o: VmFixtureOptions): Promise<VmFixture> {
@@ -53,7 +55,7 @@ export async function startVmFixture(prefix: string, o: VmFixtureOptions): Promi
     rpc = connectArray({ endpoint: d.rpcEndpoint });
     await rpc.createLun({ name: "ds", sizeBytes: o.datastoreBytes ?? 64 * 1024 * 1024 });
     await rpc.createLun({ name: "rdm", sizeBytes: o.rdmBytes ?? 4 * 1024 * 1024 });
-    hv = await startHypervisor(join(tmp.dir, "hv"), d.rpcEndpoint);
+    hv = await startHypervisor(join(tmp.dir, "hv"), d.rpcEndpoint, o.hypervisorArgs ?? []);
     hvc = connectHypervisor({ endpoint: hv.endpoint });
     await hv.cli(["vm", "create", "vm1", "--datastore", "ds", "--disk", o.disk ?? "2M", "--rdm", "rdm"]);
     await hv.cli(["vm", "start", "vm1", "--seed", String(o.seed), ...(o.rate !== undefined ? ["--rate", String(o.rate)] : [])]);
