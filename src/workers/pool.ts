@@ -129,9 +129,25 @@ export class WorkerPool<J, R> {
       const job = this.queue.shift() as Job;
       slot.job = job;
       slot.worker.ref();
-      slot.worker.postMessage({ id: job.id, job: job.payload }, [...job.transfer]);
+      try {
+        slot.worker.postMessage({ id: job.id, job: job.payload }, [...job.transfer]);
+      } catch (e: unknown) {
+        // The payload could not be cloned or moved (a detached buffer, say):
+        // that job fails, and the worker, which never saw it, stays free.
+        slot.job = undefined;
+        slot.worker.unref();
+        job.reject(new WorkerJobError(`${this.program.name} job could not be sent to a worker: ${e instanceof Error ? e.message : String(e)}`, "DataCloneError"));
+        this.spaceWaiters.shift()?.();
+        i--;
+        continue;
+      }
       this.spaceWaiters.shift()?.();
     }
+    this.wakeIfIdle();
+  }
+
+  private wakeIfIdle(): void {
+    if (this.queue.length === 0 && this.slots.every((s) => s?.job === undefined)) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   private spawn(i: number): Slot {
@@ -170,7 +186,6 @@ export class WorkerPool<J, R> {
   /** A job finished (either way): start the next, and wake close() once nothing is left. */
   private settled(): void {
     this.dispatch();
-    if (this.queue.length === 0 && this.slots.every((s) => s?.job === undefined)) for (const w of this.idleWaiters.splice(0)) w();
   }
 }
 

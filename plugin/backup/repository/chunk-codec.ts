@@ -23,13 +23,22 @@
  *  - `unpack` never returns bytes that fail their check: a frame that does not
  *    decompress, a wrong length or a wrong hash is a CorruptError whose message
  *    is the reason (the store adds the chunk, pack and offset);
+ *  - `unpack` is bounded: it decompresses in one pass into a buffer of the
+ *    recorded raw length (ZSTD_decompressDCtx through zstd-napi's binding).
+ *    zstd-napi's `Decompressor` is not used: it sizes its output from what
+ *    the (possibly damaged) frame header claims, and when the header states
+ *    no size it streams with no bound at all. We know the length, so a frame
+ *    that decodes to more is rejected without allocating what it claims;
+ *  - a damaged frame can still decode to the right bytes (some header bits,
+ *    such as a larger window, do not change the output): the hash check
+ *    decides, never the frame's own state;
  *  - the worker pool keeps no process alive while it is idle (pool.ts), so a
  *    caller that forgets `close` does not hang at exit.
  */
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
-import { Compressor, Decompressor } from "zstd-napi";
+import { Compressor } from "zstd-napi";
 import { CorruptError, errorMessage } from "../../../src/errors.js";
 import { transferable, WorkerPool, type WorkerProgram } from "../../../src/workers/pool.js";
 import { FLAG_ZSTD } from "./pack-format.js";
@@ -73,11 +82,31 @@ function verdict(raw: Uint8Array, expect: { hash: string; raw: number }): string
   return actual === expect.hash ? undefined : `hashes to ${actual}`;
 }
 
+type ZstdBinding = typeof import("zstd-napi/binding.js");
+const zstdBinding = createRequire(import.meta.url)("zstd-napi/binding.js") as ZstdBinding;
+
+/**
+ * One zstd frame (or several) into exactly `raw` bytes, in a single bounded
+ * pass: more output than `raw` is an error from zstd ("destination buffer is
+ * too small"), less is a short result the caller rejects.
+ */
+function decompressBounded(dctx: InstanceType<ZstdBinding["DCtx"]>, stored: Buffer, raw: number): Buffer {
+  const out = Buffer.allocUnsafe(raw);
+  let n: number;
+  try {
+    n = dctx.decompress(out, stored);
+  } catch (e: unknown) {
+    if (/too small/i.test(errorMessage(e))) throw new CorruptError(`holds more than ${raw} bytes, expected ${raw}`);
+    throw new CorruptError(`does not decompress (${errorMessage(e)})`);
+  }
+  return n === raw ? out : out.subarray(0, n);
+}
+
 /** Hashing and zstd on the calling thread. */
 export function inlineCodec(): ChunkCodec {
   const compressor = new Compressor();
   compressor.setParameters({ compressionLevel: ZSTD_LEVEL });
-  const decompressor = new Decompressor();
+  const dctx = new zstdBinding.DCtx();
   return {
     name: "inline",
     pack(chunk) {
@@ -91,9 +120,9 @@ export function inlineCodec(): ChunkCodec {
       let raw: Buffer;
       if ((expect.flags & FLAG_ZSTD) !== 0) {
         try {
-          raw = decompressor.decompress(stored);
+          raw = decompressBounded(dctx, stored, expect.raw);
         } catch (e: unknown) {
-          return Promise.reject(new CorruptError(`does not decompress (${errorMessage(e)})`));
+          return Promise.reject(e instanceof Error ? e : new CorruptError(errorMessage(e)));
         }
       } else raw = stored;
       const bad = verdict(raw, expect);

@@ -44,6 +44,16 @@ describe("WorkerPool", () => {
     expect(await p.run({ op: "echo", n: 4 })).toBe(8);
   });
 
+  it("a job that cannot be cloned fails alone; the worker takes the next job, and close still returns", async () => {
+    const p = pool(1);
+    const unclonable = { op: "echo", n: 1, f: () => 1 } as unknown as Job;
+    const err = await p.run(unclonable).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerJobError);
+    expect(String(err)).toMatch(/could not be sent/);
+    expect(await p.run({ op: "echo", n: 4 })).toBe(8);
+    await p.close();
+  });
+
   it("a crashed worker fails only its job, and is replaced", async () => {
     const p = pool(2);
     const jobs = [p.run({ op: "slow", n: 1 }), p.run({ op: "crash", n: 0 }), p.run({ op: "slow", n: 2 }), p.run({ op: "echo", n: 3 })];
