@@ -1,6 +1,6 @@
 /**
- * Limits on every string, bytes and repeated field of the requests both
- * daemons accept (ArrayService, HypervisorService), in one table that the
+ * Limits on every string, bytes, map and repeated field of the requests the
+ * daemons accept (ArrayService, HypervisorService, the CSI services), in one table that the
  * server checks (server.ts, before the implementation runs) and that
  * docs/contract.md "Limits" states; test/unit/rpc/limits.test.ts keeps the
  * table, the .proto files and the docs in step.
@@ -15,6 +15,13 @@
  * Sizes are UTF-8 bytes (as CSI states its limits), counts are elements. A
  * field the table does not list (a service added later) still gets the
  * DEFAULT_* bounds, so no request field is ever unbounded.
+ *
+ * The CSI rows follow the CSI spec's "Size Limits" (spec.md, Field
+ * Requirements): 128 bytes for a string, 4 KiB for a map<string, string>
+ * (keys and values together). Two exceptions, both for the array's own
+ * values: `starting_token` takes the array's paging tokens (TOKEN_BYTES, as
+ * on ArrayService), and repeated fields, which CSI leaves uncounted, get
+ * explicit counts so none is unbounded.
  */
 import { InvalidArgumentError } from "../errors.js";
 
@@ -22,6 +29,8 @@ import { InvalidArgumentError } from "../errors.js";
 export interface FieldLimit {
   readonly bytes?: number;
   readonly items?: number;
+  /** A map<string, string>: its keys and values together, in UTF-8 bytes. */
+  readonly mapBytes?: number;
   readonly each?: FieldLimits;
 }
 /** Keyed by the field's .proto name (snake_case). */
@@ -42,6 +51,17 @@ export const DEFAULT_ITEMS = 1024;
 const NAME: FieldLimit = { bytes: NAME_BYTES };
 const ID: FieldLimit = { bytes: ID_BYTES };
 const TOKEN: FieldLimit = { bytes: TOKEN_BYTES };
+
+/** CSI spec "Size Limits". */
+export const CSI_STRING_BYTES = 128;
+export const CSI_MAP_BYTES = 4096;
+/** Counts for CSI's repeated request fields (the spec sets none). */
+export const CSI_MAX_CAPABILITIES = 16;
+export const CSI_MAX_TOPOLOGIES = 64;
+const CSTR: FieldLimit = { bytes: CSI_STRING_BYTES };
+const CMAP: FieldLimit = { mapBytes: CSI_MAP_BYTES };
+const CIDS: FieldLimit = { items: MAX_GROUP_MEMBERS, each: { "": CSTR } };
+const TOPOLOGIES: FieldLimit = { items: CSI_MAX_TOPOLOGIES, each: { segments: CMAP } };
 
 /** service full name -> RPC name (as the .proto spells it) -> the request's fields. */
 export const REQUEST_LIMITS: Readonly<Record<string, Readonly<Record<string, FieldLimits>>>> = {
@@ -83,6 +103,41 @@ export const REQUEST_LIMITS: Readonly<Record<string, Readonly<Record<string, Fie
     QuiesceVm: { vm: NAME },
     ResumeVm: { vm: NAME },
   },
+  "csi.v1.Identity": {
+    GetPluginInfo: {},
+    GetPluginCapabilities: {},
+    Probe: {},
+  },
+  "csi.v1.Controller": {
+    CreateVolume: {
+      name: CSTR,
+      volume_capabilities: {
+        items: CSI_MAX_CAPABILITIES,
+        each: { mount: { each: { fs_type: CSTR, mount_flags: { items: CSI_MAX_CAPABILITIES, each: { "": CSTR } }, volume_mount_group: CSTR } } },
+      },
+      parameters: CMAP,
+      secrets: CMAP,
+      volume_content_source: { each: { snapshot: { each: { snapshot_id: CSTR } }, volume: { each: { volume_id: CSTR } } } },
+      accessibility_requirements: { each: { requisite: TOPOLOGIES, preferred: TOPOLOGIES } },
+      mutable_parameters: CMAP,
+    },
+    DeleteVolume: { volume_id: CSTR, secrets: CMAP },
+    ListVolumes: { starting_token: TOKEN },
+    ControllerGetCapabilities: {},
+    CreateSnapshot: { source_volume_id: CSTR, name: CSTR, secrets: CMAP, parameters: CMAP },
+    DeleteSnapshot: { snapshot_id: CSTR, secrets: CMAP },
+    ListSnapshots: { starting_token: TOKEN, source_volume_id: CSTR, snapshot_id: CSTR, secrets: CMAP },
+  },
+  "csi.v1.GroupController": {
+    GroupControllerGetCapabilities: {},
+    CreateVolumeGroupSnapshot: { name: CSTR, source_volume_ids: CIDS, secrets: CMAP, parameters: CMAP },
+    DeleteVolumeGroupSnapshot: { group_snapshot_id: CSTR, snapshot_ids: CIDS, secrets: CMAP },
+    GetVolumeGroupSnapshot: { group_snapshot_id: CSTR, snapshot_ids: CIDS, secrets: CMAP },
+  },
+  "csi.v1.SnapshotMetadata": {
+    GetMetadataAllocated: { snapshot_id: CSTR, secrets: CMAP },
+    GetMetadataDelta: { base_snapshot_id: CSTR, target_snapshot_id: CSTR, secrets: CMAP },
+  },
 };
 
 function snake(key: string): string {
@@ -94,6 +149,13 @@ function isMessage(v: unknown): v is Record<string, unknown> {
 }
 
 function checkValue(path: string, v: unknown, limit: FieldLimit | undefined): void {
+  if (limit?.mapBytes !== undefined && isMessage(v)) {
+    // Keys are counted but never named: a map can be `secrets`.
+    let size = 0;
+    for (const [k, x] of Object.entries(v)) size += Buffer.byteLength(k, "utf8") + (typeof x === "string" ? Buffer.byteLength(x, "utf8") : 0);
+    if (size > limit.mapBytes) throw new InvalidArgumentError(`${path} holds ${size} bytes of keys and values; the limit is ${limit.mapBytes} bytes`);
+    return;
+  }
   if (typeof v === "string" || v instanceof Uint8Array) {
     const max = limit?.bytes ?? DEFAULT_STRING_BYTES;
     const size = typeof v === "string" ? Buffer.byteLength(v, "utf8") : v.length;
@@ -127,19 +189,24 @@ export function limitsMarkdown(): string {
   const describe = (l: FieldLimit): string => {
     const parts: string[] = [];
     if (l.items !== undefined) parts.push(`${l.items} entries`);
+    if (l.mapBytes !== undefined) parts.push(`${l.mapBytes} bytes of keys and values`);
     const inner = l.each?.[""];
     if (inner?.bytes !== undefined) parts.push(`each ${inner.bytes} bytes`);
     if (l.bytes !== undefined) parts.push(`${l.bytes} bytes`);
     return parts.join(", ");
   };
-  for (const [service, methods] of Object.entries(REQUEST_LIMITS)) {
-    const short = service.slice(service.lastIndexOf(".") + 1);
-    for (const [method, fields] of Object.entries(methods)) {
-      for (const [field, l] of Object.entries(fields)) {
-        rows.push(`| ${short} | ${method} | \`${field}\` | ${describe(l)} |`);
-        for (const [sub, sl] of Object.entries(l.each ?? {})) if (sub !== "") rows.push(`| ${short} | ${method} | \`${field}[].${sub}\` | ${describe(sl)} |`);
-      }
+  // A repeated field's elements are `field[].x`, a nested message's fields `field.x`; a row with no bound of its own (a message that only holds others) is left out.
+  const walk = (short: string, method: string, fields: FieldLimits, prefix: string): void => {
+    for (const [field, l] of Object.entries(fields)) {
+      if (field === "") continue;
+      const text = describe(l);
+      if (text !== "") rows.push(`| ${short} | ${method} | \`${prefix}${field}\` | ${text} |`);
+      walk(short, method, l.each ?? {}, `${prefix}${field}${l.items !== undefined ? "[]" : ""}.`);
     }
+  };
+  for (const [service, methods] of Object.entries(REQUEST_LIMITS)) {
+    const short = service.startsWith("csi.") ? service : service.slice(service.lastIndexOf(".") + 1);
+    for (const [method, fields] of Object.entries(methods)) walk(short, method, fields, "");
   }
   return rows.join("\n");
 }

@@ -6,94 +6,19 @@
  * so it sees what any stock tool sees.
  */
 import { writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { Client, credentials, status } from "@grpc/grpc-js";
-import { loadSync, type MethodDefinition } from "@grpc/proto-loader";
-import descriptor from "protobufjs/ext/descriptor.js";
+import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectArray } from "../../src/rpc/array-client.js";
 import { METHODS } from "../../src/rpc/array-service-def.js";
+import { CSI_CONTROLLER, CSI_GROUP_CONTROLLER, CSI_IDENTITY, CSI_SNAPSHOT_METADATA } from "../../src/rpc/csi-service-defs.js";
 import { HYPERVISOR_METHODS } from "../../src/rpc/hypervisor-service-def.js";
 import { startArrayDaemon, startArrayFixture, type ArrayFixture } from "../support/array-daemon.js";
+import { fileDescriptors, list, listServices, named, rec, reflect } from "../support/grpc-reflection.js";
 import { startHypervisor, type HypervisorDaemon } from "../support/hypervisor-daemon.js";
 
 const ARRAY_SERVICE = "sanbox.array.v1.ArrayService";
 const HYPERVISOR_SERVICE = "sanbox.hypervisor.v1.HypervisorService";
-
-type Version = "v1" | "v1alpha";
-
-function rec(v: unknown, what: string): Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error(`${what}: expected an object, got ${JSON.stringify(v)}`);
-  return v as Record<string, unknown>;
-}
-function list(v: unknown, what: string): unknown[] {
-  if (!Array.isArray(v)) throw new Error(`${what}: expected a list, got ${JSON.stringify(v)}`);
-  return v as unknown[];
-}
-function text(v: unknown, what: string): string {
-  if (typeof v !== "string") throw new Error(`${what}: expected a string, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-/** ServerReflectionInfo of one protocol version, from the .proto inside @grpc/reflection. */
-function reflectionMethod(version: Version): MethodDefinition<object, object> {
-  const pkgDir = dirname(createRequire(import.meta.url).resolve("@grpc/reflection/package.json"));
-  const def = loadSync(`grpc/reflection/${version}/reflection.proto`, { includeDirs: [join(pkgDir, "build", "proto")], oneofs: true });
-  const service = def[`grpc.reflection.${version}.ServerReflection`];
-  if (service === undefined || "format" in service) throw new Error(`no ServerReflection service in the ${version} reflection.proto`);
-  const method = service["ServerReflectionInfo"];
-  if (method === undefined || !method.requestStream || !method.responseStream) throw new Error(`ServerReflectionInfo (${version}) is not a bidi stream`);
-  return method;
-}
-
-/** Sends `requests` on one ServerReflectionInfo stream, half-closes, returns the responses in order. */
-async function reflect(endpoint: string, version: Version, requests: readonly object[]): Promise<Record<string, unknown>[]> {
-  const method = reflectionMethod(version);
-  const client = new Client(endpoint, credentials.createInsecure());
-  try {
-    const call = client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize);
-    const responses: Record<string, unknown>[] = [];
-    const done = new Promise<void>((resolve, reject) => {
-      call.on("data", (m: unknown) => responses.push(rec(m, "ServerReflectionResponse")));
-      call.on("error", reject);
-      call.on("end", () => resolve());
-    });
-    for (const r of requests) call.write(r);
-    call.end();
-    await done;
-    expect(responses).toHaveLength(requests.length);
-    return responses;
-  } finally {
-    client.close();
-  }
-}
-
-async function listServices(endpoint: string, version: Version = "v1"): Promise<string[]> {
-  const [res] = await reflect(endpoint, version, [{ listServices: "*" }]);
-  expect(res?.["messageResponse"]).toBe("listServicesResponse");
-  const services = list(rec(res?.["listServicesResponse"], "listServicesResponse")["service"], "service");
-  return services.map((s) => text(rec(s, "ServiceResponse")["name"], "name"));
-}
-
-/** Decodes every FileDescriptorProto of a file_descriptor_response. */
-function fileDescriptors(res: Record<string, unknown> | undefined): Record<string, unknown>[] {
-  expect(res?.["messageResponse"]).toBe("fileDescriptorResponse");
-  const files = list(rec(res?.["fileDescriptorResponse"], "fileDescriptorResponse")["fileDescriptorProto"], "fileDescriptorProto");
-  return files.map((b) => {
-    if (!(b instanceof Uint8Array)) throw new Error(`fileDescriptorProto: expected bytes, got ${typeof b}`);
-    const fd = descriptor.FileDescriptorProto;
-    return rec(fd.toObject(fd.decode(b)), "FileDescriptorProto");
-  });
-}
-
-function named(items: unknown, what: string, name: string): Record<string, unknown> {
-  const found = list(items, what)
-    .map((x) => rec(x, what))
-    .find((x) => x["name"] === name);
-  if (found === undefined) throw new Error(`${what}: no ${name}`);
-  return found;
-}
 
 describe("gRPC server reflection", () => {
   let fx: ArrayFixture | undefined;
@@ -113,6 +38,20 @@ describe("gRPC server reflection", () => {
   it("the array lists ArrayService, over v1 and v1alpha", async () => {
     expect(await listServices(arrayEp, "v1")).toContain(ARRAY_SERVICE);
     expect(await listServices(arrayEp, "v1alpha")).toContain(ARRAY_SERVICE);
+  });
+
+  it("the array lists the four CSI services, and describes each exactly as it serves them", async () => {
+    const listed = await listServices(arrayEp);
+    for (const def of [CSI_IDENTITY, CSI_CONTROLLER, CSI_GROUP_CONTROLLER, CSI_SNAPSHOT_METADATA]) {
+      expect(listed).toContain(def.fullName);
+      const [res] = await reflect(arrayEp, "v1", [{ fileContainingSymbol: def.fullName }]);
+      const file = fileDescriptors(res).find((f) => f["package"] === "csi.v1");
+      if (file === undefined) throw new Error(`no csi.v1 file for ${def.fullName}`);
+      const service = named(file["service"], "service", def.fullName.slice("csi.v1.".length));
+      const served: readonly { name: string; stream: boolean }[] = Object.values<{ name: string; stream: boolean }>(def.methods);
+      expect(list(service["method"], "method").map((m) => rec(m, "method")["name"]).sort()).toEqual(served.map((m) => m.name).sort());
+      for (const spec of served) expect(named(service["method"], "method", spec.name)["serverStreaming"] === true, spec.name).toBe(spec.stream);
+    }
   });
 
   it("file_containing_symbol describes ArrayService exactly as the METHODS table serves it", async () => {
