@@ -76,6 +76,23 @@ export async function bestOf(n: number, f: () => Promise<number>): Promise<numbe
   return best;
 }
 
+/**
+ * Best of `n` for two measurements taken in turn (a, b, a, b, …), so warm-up
+ * and background load fall on both alike instead of on whichever runs first.
+ */
+export async function bestOfAlternating<T extends { secs: number }>(n: number, a: () => Promise<T>, b: () => Promise<T>): Promise<[T, T]> {
+  let bestA: T | undefined;
+  let bestB: T | undefined;
+  for (let i = 0; i < n; i++) {
+    const ra = await a();
+    if (bestA === undefined || ra.secs < bestA.secs) bestA = ra;
+    const rb = await b();
+    if (bestB === undefined || rb.secs < bestB.secs) bestB = rb;
+  }
+  if (bestA === undefined || bestB === undefined) throw new Error("bestOfAlternating needs n >= 1");
+  return [bestA, bestB];
+}
+
 const started = performance.now();
 
 /** A progress line on stderr, with the seconds since the bench started. */
