@@ -192,7 +192,12 @@ export class DatastoreLease {
   }
   /** Whether we hold the lease and may write: less than half the timeout since our last heartbeat. */
   get valid(): boolean {
-    return this.stamp !== undefined && this.clock.now() < this.stamp + this.o.timeoutMs / 2;
+    const until = this.validUntil;
+    return until !== undefined && this.clock.now() < until;
+  }
+  /** Until when (wall clock) the lease is valid; undefined when not held. */
+  get validUntil(): number | undefined {
+    return this.stamp === undefined ? undefined : this.stamp + this.o.timeoutMs / 2;
   }
   /** Whether we think we hold it (valid or not yet renewed). */
   get held(): boolean {
