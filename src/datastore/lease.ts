@@ -150,6 +150,18 @@ export function describeHolder(r: LeaseRecord, now: number): string {
   return `hypervisor ${quote(r.holder.name)} (pid ${r.holder.pid}, id ${r.holder.id.slice(0, 8)}…), last heartbeat ${age} s ago, stale ${r.timeoutMs / 1000} s after it`;
 }
 
+/**
+ * For tools that write a datastore without taking its lease (`sanbox ds`, which
+ * knows no LUN id): refuse while any host's lease on the device is live.
+ */
+export async function refuseLiveLease(dev: BlockDevice, what: string, now = Date.now()): Promise<void> {
+  if (dev.size < LEASE_OFFSET + LEASE_SIZE) return;
+  const d = decodeLease(await dev.read(LEASE_OFFSET, LEASE_SIZE));
+  if (d.kind === "record" && d.record.state === "held" && now <= d.record.heartbeatAt + d.record.timeoutMs) {
+    throw new FailedPreconditionError(`${what} is in use by ${describeHolder(d.record, now)}`);
+  }
+}
+
 export interface LeaseClock {
   /** Wall-clock ms since the Unix epoch: heartbeats from different hosts are compared on it. */
   now(): number;
