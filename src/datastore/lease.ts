@@ -74,12 +74,11 @@ export type DecodedLease = { kind: "zero" } | { kind: "damaged"; reason: string 
 
 /** `s` cut to at most `max` UTF-8 bytes, never inside a character. */
 function fitUtf8(s: string, max: number): Buffer {
-  let b = Buffer.from(s, "utf8");
+  const b = Buffer.from(s, "utf8");
   if (b.length <= max) return b;
   let end = max;
-  while (end > 0 && ((b[end] ?? 0) & 0xc0) === 0x80) end--;
-  b = b.subarray(0, end);
-  return b;
+  while (end > 0 && ((b[end] ?? 0) & 0xc0) === 0x80) end--; // back off continuation bytes
+  return b.subarray(0, end);
 }
 
 function checkHolderId(id: string): void {
