@@ -5,6 +5,8 @@
  *
  * TARGET and IMAGE are NBD URIs (nbd://host:port/export, nbd+unix:///export?socket=PATH)
  * or local file paths. `--json` prints data for scripts; human output otherwise.
+ * Commands that write (format, cp-in) refuse a datastore whose writer lease a
+ * hypervisor holds live (src/datastore/lease.ts); they take no lease themselves.
  */
 import { open, stat } from "node:fs/promises";
 import type { Command } from "commander";
@@ -13,6 +15,7 @@ import type { BlockDevice } from "../src/block-device.js";
 import { Datastore, type DirEntry } from "../src/datastore/datastore.js";
 import { DatastoreFileDevice } from "../src/datastore/file-device.js";
 import { fsck } from "../src/datastore/fsck.js";
+import { refuseLiveLease } from "../src/datastore/lease.js";
 import { openBlockDevice } from "../src/datastore/open-device.js";
 import { readVm } from "../src/datastore/vm-files.js";
 import { describeViolation, verifyConsistency, type NamedImage } from "../src/oracle/verify.js";
@@ -37,6 +40,8 @@ async function withDevice<T>(target: string, opts: { readOnly?: boolean; create?
 
 async function withDatastore<T>(target: string, readOnly: boolean, fn: (ds: Datastore) => Promise<T>): Promise<T> {
   return withDevice(target, { readOnly }, async (dev) => {
+    // One writer per datastore: not while a hypervisor's writer lease on it is live.
+    if (!readOnly) await refuseLiveLease(dev, target);
     // Manual commit: a copy commits once at the end (close), not per allocating write.
     const ds = await Datastore.open(dev, { readOnly, commit: "manual" });
     try {
@@ -66,6 +71,7 @@ export function registerDatastore(program: Command): void {
     .action(async (target: string, options: JsonOpt & { blockSize: string; label: string; size?: string }) => {
       const size = options.size !== undefined ? parseSize(options.size) : undefined;
       await withDevice(target, { create: size !== undefined, ...(size !== undefined ? { size } : {}) }, async (dev) => {
+        await refuseLiveLease(dev, target);
         const fs = await Datastore.format(dev, { blockSize: parseSize(options.blockSize), label: options.label });
         const u = fs.usage();
         print(options.json, { uuid: fs.uuid, label: fs.label, blockSize: fs.blockSize, blocks: u.blocks, free: u.free, generation: fs.generation }, () => `formatted ${target}: ${u.blocks} blocks of ${formatSize(fs.blockSize)} (${formatSize(u.free * fs.blockSize)} free), uuid ${fs.uuid}\n`);

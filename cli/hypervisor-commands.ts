@@ -2,7 +2,7 @@
  * `sanbox hypervisor serve` (the simulated hypervisor daemon) and `sanbox vm …`
  * (its client, one HypervisorService call per command).
  *
- *   sanbox hypervisor serve [--array ENDPOINT] [--rpc unix:PATH] [--data DIR] [--io-timeout MS] [--reconnect-limit N]
+ *   sanbox hypervisor serve [--array ENDPOINT] [--rpc unix:PATH] [--data DIR] [--io-timeout MS] [--reconnect-limit N] [--lease-timeout MS]
  *   sanbox vm create NAME --datastore LUN --disk 8G [--disk …] [--rdm LUN …]
  *   sanbox vm list | show NAME | delete NAME [--force]
  *   sanbox vm start NAME [--workload dependent] [--rate R] [--seed S]
@@ -27,7 +27,7 @@ import { hv1 } from "../src/rpc/hypervisor-proto.js";
 import { connectHypervisor, type HypervisorClient } from "../src/rpc/hypervisor-service-def.js";
 import type { Decoded } from "../src/rpc/service.js";
 import { formatSize, parseSize } from "../src/size.js";
-import { DEFAULT_IO_TIMEOUT_MS, defaultHypervisorDataDir, hypervisorSocketPath, startHypervisorDaemon } from "../simulator/hypervisor/daemon.js";
+import { DEFAULT_IO_TIMEOUT_MS, DEFAULT_LEASE_TIMEOUT_MS, defaultHypervisorDataDir, hypervisorSocketPath, startHypervisorDaemon } from "../simulator/hypervisor/daemon.js";
 import { DEFAULT_RECONNECT_LIMIT } from "../simulator/hypervisor/reconnect-policy.js";
 import { defaultEndpoint as defaultArrayEndpoint } from "./array-paths.js";
 import { formatTable } from "./table.js";
@@ -50,6 +50,7 @@ interface ServeOptions {
   json?: boolean;
   ioTimeout: string;
   reconnectLimit: string;
+  leaseTimeout: string;
 }
 
 export function registerHypervisor(program: Command): Command {
@@ -63,6 +64,7 @@ export function registerHypervisor(program: Command): Command {
     .option("--insecure", "allow plaintext gRPC over TCP")
     .option("--io-timeout <ms>", "deadline of every array call and NBD request; past it the call fails with TIMEOUT", String(DEFAULT_IO_TIMEOUT_MS))
     .option("--reconnect-limit <n>", "connection attempts (backoff 100 ms doubling to 2 s) before a lost path to a LUN is FAILED", String(DEFAULT_RECONNECT_LIMIT))
+    .option("--lease-timeout <ms>", "a datastore's writer lease is stale this long after its last heartbeat (heartbeats every quarter of it)", String(DEFAULT_LEASE_TIMEOUT_MS))
     .option("--json", "print the endpoint as one JSON line ({rpc})")
     .action(async (options: ServeOptions) => serve(options));
   return hv;
@@ -83,6 +85,7 @@ async function serve(options: ServeOptions): Promise<void> {
   const arrayToken = process.env.SANBOX_TOKEN;
   const ioTimeoutMs = parseIntOpt("--io-timeout", options.ioTimeout);
   const reconnectLimit = parseIntOpt("--reconnect-limit", options.reconnectLimit);
+  const leaseTimeoutMs = parseIntOpt("--lease-timeout", options.leaseTimeout);
   if (ioTimeoutMs === 0) throw new InvalidArgumentError("--io-timeout must be at least 1 ms");
   if (reconnectLimit === 0) throw new InvalidArgumentError("--reconnect-limit must be at least 1");
   const daemon = await startHypervisorDaemon({
@@ -91,6 +94,7 @@ async function serve(options: ServeOptions): Promise<void> {
     insecure: options.insecure === true,
     ioTimeoutMs,
     reconnectLimit,
+    leaseTimeoutMs,
     log,
     ...(options.rpc !== undefined ? { rpc: parseEndpoint(options.rpc) } : {}),
     ...(token !== undefined ? { token } : {}),

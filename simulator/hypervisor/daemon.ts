@@ -15,6 +15,9 @@
  * call and NBD request has the `ioTimeoutMs` deadline; NBD paths reconnect with
  * the bounded backoff of reconnect-policy.ts; the gRPC channel's own reconnect
  * backoff is capped at 1 s (ARRAY_CHANNEL).
+ *
+ * Datastore writer leases (docs/hypervisor.md "The writer lease"): stale
+ * `leaseTimeoutMs` after the last heartbeat; heartbeats every quarter of it.
  */
 import { mkdirSync } from "node:fs";
 import { homedir } from "node:os";
@@ -41,6 +44,13 @@ export function hypervisorSocketPath(dataDir: string): string {
 
 /** Deadline of every array call and NBD request, unless --io-timeout says otherwise. */
 export const DEFAULT_IO_TIMEOUT_MS = 30_000;
+/** A datastore writer lease is stale this long after its last heartbeat, unless --lease-timeout says otherwise. */
+export const DEFAULT_LEASE_TIMEOUT_MS = 10_000;
+/**
+ * Between writing the lease record and reading it back: longer than a rival's
+ * read-to-write gap (a few ms on one array), short enough not to slow a mount.
+ */
+const LEASE_SETTLE_MS = 250;
 
 /** grpc-js retries a lost channel itself; by default its backoff grows to 120 s, too slow for an array restart. */
 const ARRAY_CHANNEL = { "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 1_000, "grpc.use_local_subchannel_pool": 1 };
@@ -61,6 +71,8 @@ export interface HypervisorDaemonOptions {
   ioTimeoutMs?: number;
   /** Connection attempts before a path to a LUN is FAILED (default DEFAULT_RECONNECT_LIMIT). */
   reconnectLimit?: number;
+  /** Datastore writer lease timeout (default DEFAULT_LEASE_TIMEOUT_MS). */
+  leaseTimeoutMs?: number;
 }
 
 export interface HypervisorDaemon {
@@ -79,6 +91,10 @@ export async function startHypervisorDaemon(opts: HypervisorDaemonOptions): Prom
   if (endpoint.kind === "tcp" && !insecure) throw new InvalidArgumentError("gRPC over TCP needs --insecure (the hypervisor serves no TLS)");
   const ioTimeoutMs = opts.ioTimeoutMs ?? DEFAULT_IO_TIMEOUT_MS;
   if (!Number.isSafeInteger(ioTimeoutMs) || ioTimeoutMs < 1) throw new InvalidArgumentError(`I/O timeout ${ioTimeoutMs} ms must be a positive integer`);
+  const leaseTimeoutMs = opts.leaseTimeoutMs ?? DEFAULT_LEASE_TIMEOUT_MS;
+  if (!Number.isSafeInteger(leaseTimeoutMs) || leaseTimeoutMs < 4 * LEASE_SETTLE_MS || leaseTimeoutMs > 0xffff_ffff) {
+    throw new InvalidArgumentError(`lease timeout ${leaseTimeoutMs} ms must be an integer from ${4 * LEASE_SETTLE_MS} to ${0xffff_ffff}`);
+  }
   const reconnect = checkPolicy({ ...DEFAULT_RECONNECT_POLICY, limit: opts.reconnectLimit ?? DEFAULT_RECONNECT_POLICY.limit });
   const unlock = await lockDirectory(dir, "hypervisor");
   const array = connectArray({ endpoint: opts.array, channelOptions: ARRAY_CHANNEL, ...(opts.arrayToken !== undefined ? { token: opts.arrayToken } : {}) });
@@ -86,7 +102,7 @@ export async function startHypervisorDaemon(opts: HypervisorDaemonOptions): Prom
   let hv: Hypervisor | undefined;
   try {
     await link.array.getArrayInfo({}, { timeoutMs: Math.min(ioTimeoutMs, 10_000) });
-    hv = await Hypervisor.start(link, dir, log);
+    hv = await Hypervisor.start(link, dir, log, { leaseTimeoutMs, leaseSettleMs: LEASE_SETTLE_MS });
     const rpc = await serveHypervisor(hypervisorService(hv), { endpoint, insecure, log: log.child("rpc"), ...(opts.token !== undefined ? { token: opts.token } : {}) });
     const running = hv;
     return {

@@ -15,36 +15,60 @@
  * started again on the new instance.
  *
  * Mounting a LUN that holds no datastore yet formats it, but only when it is
- * blank: both superblock slots all zeros (a fresh thin LUN). A LUN that holds
- * something else, or a damaged datastore, is refused (CORRUPT), never overwritten.
+ * blank: both superblock slots all zeros (a fresh thin LUN) and no lease area
+ * other than a lease record. A LUN that holds something else, or a damaged
+ * datastore, is refused (CORRUPT), never overwritten.
+ *
+ * Single writer (docs/datastore-format.md "The writer lease"): a mount takes
+ * the LUN's writer lease before it formats or opens the datastore for writing,
+ * and a LUN whose lease another hypervisor holds is refused
+ * (FAILED_PRECONDITION naming it). The LeaseKeeper heartbeats; when the lease
+ * lapses or is lost, the mount is fenced exactly as after a path fault (the
+ * handle revoked), and the next `datastore()` first takes the lease again, then
+ * reopens. The check that a LUN is blank or a datastore comes before the lease
+ * is written, so a LUN holding anything else is never touched.
  */
 import type { BlockDevice } from "../../src/block-device.js";
 import { Datastore } from "../../src/datastore/datastore.js";
 import { SUPERBLOCK_OFFSETS, SUPERBLOCK_SIZE } from "../../src/datastore/format.js";
+import { LEASE_OFFSET, LEASE_SIZE, decodeLease } from "../../src/datastore/lease.js";
 import type { Logger } from "../../src/log.js";
 import type { ArrayLink, LunInfo } from "./array-link.js";
+import { LeaseKeeper, type LeaseSettings } from "./lease-keeper.js";
 import type { LunPath, PathHandle } from "./lun-path.js";
 
+/** Both superblock slots all zeros, and nothing but a lease record (or zeros) in the lease area. */
 async function isBlank(dev: BlockDevice): Promise<boolean> {
   for (const off of SUPERBLOCK_OFFSETS) {
     const b = await dev.read(off, SUPERBLOCK_SIZE);
     if (b.some((x) => x !== 0)) return false;
   }
-  return true;
+  return decodeLease(await dev.read(LEASE_OFFSET, LEASE_SIZE)).kind !== "damaged";
+}
+
+interface Instance {
+  ds: Datastore;
+  handle: PathHandle;
+  /** path.faults and fences when it was opened: either moving makes it stale. */
+  faults: number;
+  fences: number;
 }
 
 export class MountedDatastore {
   /** Whether this mount formatted the LUN. */
   readonly formatted: boolean;
-  private current: { ds: Datastore; handle: PathHandle; faults: number };
+  private current: Instance;
   /** A reopen in progress, shared by concurrent callers. */
   private reopening: Promise<Datastore> | undefined;
+  /** How often the lease keeper fenced this mount. */
+  private fences = 0;
+  private keeper: LeaseKeeper | undefined;
 
   private constructor(
     readonly lunId: string,
     readonly lunName: string,
     readonly path: LunPath,
-    first: { ds: Datastore; handle: PathHandle; faults: number },
+    first: Instance,
     formatted: boolean,
     private readonly log: Logger,
   ) {
@@ -52,11 +76,18 @@ export class MountedDatastore {
     this.formatted = formatted;
   }
 
-  static async mount(link: ArrayLink, lun: LunInfo, log: Logger, opts: { format: boolean }): Promise<MountedDatastore> {
-    const path = await link.openPath(lun.lunId, `datastore ${lun.name} (lun/${lun.name})`);
+  static async mount(link: ArrayLink, lun: LunInfo, log: Logger, opts: { format: boolean; lease: LeaseSettings }): Promise<MountedDatastore> {
+    const name = `datastore ${lun.name} (lun/${lun.name})`;
+    const path = await link.openPath(lun.lunId, name);
+    let keeper: LeaseKeeper | undefined;
+    let mount: MountedDatastore | undefined;
     try {
       const handle = path.handle();
       const faults = path.faults;
+      // Before the lease is written: the LUN must be blank (and may be formatted) or hold a datastore.
+      if (!(opts.format && (await isBlank(handle)))) await Datastore.open(handle, { readOnly: true });
+      keeper = new LeaseKeeper(path.handle(), lun.lunId, name, opts.lease, (why) => mount?.fence(why), log);
+      await keeper.take();
       let ds: Datastore;
       let formatted = false;
       if (opts.format && (await isBlank(handle))) {
@@ -67,39 +98,61 @@ export class MountedDatastore {
         ds = await Datastore.open(handle);
       }
       log.info(`mounted datastore ${lun.name} (generation ${ds.generation})`);
-      return new MountedDatastore(lun.lunId, lun.name, path, { ds, handle, faults }, formatted, log);
+      mount = new MountedDatastore(lun.lunId, lun.name, path, { ds, handle, faults, fences: 0 }, formatted, log);
+      mount.keeper = keeper;
+      return mount;
     } catch (e: unknown) {
+      await keeper?.stop(true).catch(() => undefined);
       await path.close().catch(() => undefined);
       throw e;
     }
   }
 
-  /** The Datastore, reopened from the LUN first if the path faulted since it was opened. */
-  datastore(): Promise<Datastore> {
-    if (this.path.faults === this.current.faults) return Promise.resolve(this.current.ds);
+  /**
+   * The Datastore, reopened from the LUN first if the path faulted or the lease
+   * lapsed since it was opened; with the lease taken again first if it lapsed
+   * (FAILED_PRECONDITION naming the holder when another hypervisor has it now).
+   */
+  async datastore(): Promise<Datastore> {
+    await this.keeper?.ensure();
+    if (this.path.faults === this.current.faults && this.fences === this.current.fences) return this.current.ds;
     this.reopening ??= this.reopen().finally(() => (this.reopening = undefined));
     return this.reopening;
   }
 
+  /** Stops every write through the current instance; the next `datastore()` retakes the lease and reopens. */
+  private fence(why: string): void {
+    this.fences++;
+    this.current.handle.revoke(`fenced: ${why}`);
+  }
+
   private async reopen(): Promise<Datastore> {
     const faults = this.path.faults;
+    const fences = this.fences;
+    const after = faults !== this.current.faults ? "a path fault" : "its writer lease lapsed";
     this.current.handle.revoke();
     const handle = this.path.handle();
     const ds = await Datastore.open(handle);
-    this.current = { ds, handle, faults };
-    this.log.warn(`datastore ${this.lunName}: reopened at generation ${ds.generation} after a path fault`);
+    this.current = { ds, handle, faults, fences };
+    this.log.warn(`datastore ${this.lunName}: reopened at generation ${ds.generation} after ${after}`);
     return ds;
   }
 
   async unmount(): Promise<void> {
+    const fresh = this.path.faults === this.current.faults && this.fences === this.current.fences && this.keeper?.valid !== false;
     try {
       // After a fault the instance may be stale; auto-commit left nothing to commit anyway.
-      if (this.path.faults === this.current.faults) {
+      if (fresh) {
         await this.current.ds.close();
         await this.current.handle.flush();
       }
     } finally {
-      await this.path.close();
+      try {
+        // Released only when we still hold it: a clean unmount frees the datastore at once.
+        await this.keeper?.stop(true);
+      } finally {
+        await this.path.close();
+      }
     }
   }
 }

@@ -10,11 +10,17 @@
  * paths reconnect (lun-path.ts), so `vm start` works again without restarting
  * the hypervisor. A VM whose path gave up reports FAILED naming the path.
  *
+ * Datastores have one writer: each mount holds the LUN's writer lease
+ * (lease-keeper.ts) under this hypervisor's id, which hypervisor.json keeps,
+ * so a restarted hypervisor takes its own leases back at once.
+ *
  * Guest I/O: a VMDK's writes go through the datastore file system
  * (DatastoreFileDevice on the shared Datastore), an RDM's straight to the RDM
  * LUN's NBD export, which the hypervisor finds by the NAA id in the mapping file.
  */
+import { randomBytes } from "node:crypto";
 import { readFile, mkdir } from "node:fs/promises";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { writeFileAtomic } from "../../src/fsio/durable-fs.js";
 import { DatastoreFileDevice } from "../../src/datastore/file-device.js";
@@ -24,6 +30,7 @@ import type { Logger } from "../../src/log.js";
 import { STAMP_SIZE, type DiskTarget, type WorkloadDisk } from "../../src/oracle/index.js";
 import type { ArrayLink, LunInfo } from "./array-link.js";
 import { MountedDatastore } from "./datastore-mount.js";
+import type { LeaseSettings } from "./lease-keeper.js";
 import type { LunPath, PathHandle } from "./lun-path.js";
 import { VmRuntime, type RuntimeStatus, type VmIo } from "./vm-runtime.js";
 
@@ -65,12 +72,16 @@ interface VmEntry {
 
 interface StateFile {
   version: 1;
+  /** This hypervisor's id on datastore writer leases (32 hex digits); added on first start when missing. */
+  hostId?: string;
   datastores: { lunId: string; lunName: string }[];
 }
 
 function parseState(text: string, path: string): StateFile {
   const raw: unknown = JSON.parse(text);
   if (typeof raw !== "object" || raw === null) throw new InvalidArgumentError(`${path}: not an object`);
+  const hostId: unknown = (raw as Record<string, unknown>)["hostId"];
+  if (hostId !== undefined && (typeof hostId !== "string" || !/^[0-9a-f]{32}$/.test(hostId))) throw new InvalidArgumentError(`${path}: "hostId" is not 32 hex digits`);
   const list: unknown = (raw as Record<string, unknown>)["datastores"];
   if (!Array.isArray(list)) throw new InvalidArgumentError(`${path}: "datastores" is not a list`);
   const datastores = list.map((d: unknown) => {
@@ -80,7 +91,14 @@ function parseState(text: string, path: string): StateFile {
     if (typeof lunId !== "string" || typeof lunName !== "string") throw new InvalidArgumentError(`${path}: bad datastore entry ${JSON.stringify(d)}`);
     return { lunId, lunName };
   });
-  return { version: 1, datastores };
+  return { version: 1, ...(hostId !== undefined ? { hostId } : {}), datastores };
+}
+
+export interface HypervisorOptions {
+  /** Datastore writer lease timeout: stale this long after the last heartbeat. */
+  leaseTimeoutMs: number;
+  /** Wait between writing the lease record and reading it back. */
+  leaseSettleMs: number;
 }
 
 export class Hypervisor {
@@ -93,18 +111,26 @@ export class Hypervisor {
     readonly link: ArrayLink,
     readonly dataDir: string,
     private readonly log: Logger,
+    private readonly lease: LeaseSettings,
   ) {}
 
-  /** Opens the data directory and remounts the datastores it lists (a datastore that fails to mount is logged and skipped). */
-  static async start(link: ArrayLink, dataDir: string, log: Logger): Promise<Hypervisor> {
+  /**
+   * Opens the data directory and remounts the datastores it lists (a datastore
+   * that fails to mount, e.g. because another hypervisor holds its lease, is
+   * logged and skipped).
+   */
+  static async start(link: ArrayLink, dataDir: string, log: Logger, opts: HypervisorOptions): Promise<Hypervisor> {
     await mkdir(dataDir, { recursive: true });
-    const hv = new Hypervisor(link, dataDir, log);
-    const path = hv.statePath;
+    const path = join(dataDir, "hypervisor.json");
     const text = await readFile(path, "utf8").catch((e: unknown) => {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw e;
     });
-    const state = text === undefined ? { version: 1 as const, datastores: [] } : parseState(text, path);
+    const state: StateFile = text === undefined ? { version: 1, datastores: [] } : parseState(text, path);
+    const hostId = state.hostId ?? randomBytes(16).toString("hex");
+    const holder = { id: hostId, name: `${hostname()}:${dataDir}`, pid: process.pid };
+    const hv = new Hypervisor(link, dataDir, log, { holder, timeoutMs: opts.leaseTimeoutMs, settleMs: opts.leaseSettleMs });
+    if (state.hostId === undefined) await writeFileAtomic(path, `${JSON.stringify({ ...state, hostId }, null, 2)}\n`);
     for (const d of state.datastores) {
       try {
         await hv.mount(await link.lun(d.lunId), false);
@@ -120,7 +146,7 @@ export class Hypervisor {
   }
 
   private async saveState(): Promise<void> {
-    const state: StateFile = { version: 1, datastores: [...this.mounts.values()].map((m) => ({ lunId: m.lunId, lunName: m.lunName })) };
+    const state: StateFile = { version: 1, hostId: this.lease.holder.id, datastores: [...this.mounts.values()].map((m) => ({ lunId: m.lunId, lunName: m.lunName })) };
     await writeFileAtomic(this.statePath, `${JSON.stringify(state, null, 2)}\n`);
   }
 
@@ -128,7 +154,7 @@ export class Hypervisor {
   private async mount(lun: LunInfo, format: boolean): Promise<MountedDatastore> {
     const existing = this.mounts.get(lun.lunId);
     if (existing !== undefined) return existing;
-    const m = await MountedDatastore.mount(this.link, lun, this.log, { format });
+    const m = await MountedDatastore.mount(this.link, lun, this.log, { format, lease: this.lease });
     this.mounts.set(lun.lunId, m);
     const ds = await m.datastore();
     for (const dir of await listVms(ds)) {

@@ -240,7 +240,8 @@ export class LunPath {
 export class PathHandle implements BlockDevice {
   readonly readOnly = false;
   readonly trim?: (offset: number, length: number) => Promise<void>;
-  private revokedFlag = false;
+  /** Why the handle was revoked (ends "on a handle that was …"); undefined while it works. */
+  private revokedBy: string | undefined;
   /** The connection the oldest unflushed write of this handle went to. */
   private dirtyOn: NbdClient | undefined;
 
@@ -258,7 +259,7 @@ export class PathHandle implements BlockDevice {
     return this.path.size;
   }
   get revoked(): boolean {
-    return this.revokedFlag;
+    return this.revokedBy !== undefined;
   }
 
   read(offset: number, length: number): Promise<Buffer> {
@@ -292,13 +293,13 @@ export class PathHandle implements BlockDevice {
     this.dirtyOn ??= c;
   }
 
-  /** Fences this handle: what still holds it can no longer reach the LUN. */
-  revoke(): void {
-    this.revokedFlag = true;
+  /** Fences this handle: what still holds it can no longer reach the LUN. `why` completes "on a handle that was …". */
+  revoke(why = "superseded after a path fault"): void {
+    this.revokedBy ??= why;
   }
 
   private run<T>(what: string, changes: boolean, fn: Io<T>): Promise<T> {
-    if (this.revokedFlag) return Promise.reject(new ConnectionClosedError(`${this.path.name}: ${what} on a handle that was superseded after a path fault`));
+    if (this.revokedBy !== undefined) return Promise.reject(new ConnectionClosedError(`${this.path.name}: ${what} on a handle that was ${this.revokedBy}`));
     return this.path.io(what, changes, fn);
   }
 }

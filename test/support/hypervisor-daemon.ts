@@ -10,10 +10,13 @@ import { TOOL_ENV } from "./tools.js";
 
 export interface HypervisorDaemon {
   endpoint: string;
+  pid: number | undefined;
   client: HypervisorClient;
   cli(args: readonly string[], opts?: { reject?: boolean }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
   json(args: readonly string[]): Promise<unknown>;
   stop(): Promise<void>;
+  /** Sends `signal` (SIGKILL: a crash) and waits for the process to end; no exit status is checked. */
+  kill(signal: NodeJS.Signals): Promise<void>;
   stderr(): string;
 }
 
@@ -47,6 +50,7 @@ export async function startHypervisor(dataDir: string, arrayEndpoint: string, ex
   };
   return {
     endpoint,
+    pid: proc.pid,
     client,
     cli,
     json: async (args) => JSON.parse((await cli([...args, "--json"])).stdout) as unknown,
@@ -55,6 +59,11 @@ export async function startHypervisor(dataDir: string, arrayEndpoint: string, ex
       proc.kill("SIGTERM");
       const r = await proc;
       if (r.exitCode !== 0) throw new Error(`hypervisor serve exited with ${r.exitCode ?? r.signal}: ${err}`);
+    },
+    kill: async (signal) => {
+      client.close();
+      proc.kill(signal);
+      await proc;
     },
     stderr: () => err,
   };

@@ -8,6 +8,7 @@ import { registerDatastore, registerVerifyConsistency } from "../../../cli/datas
 import { FileBackend } from "../../../src/nbd/backends/file-backend.js";
 import { Datastore } from "../../../src/datastore/datastore.js";
 import { DatastoreFileDevice } from "../../../src/datastore/file-device.js";
+import { DatastoreLease } from "../../../src/datastore/lease.js";
 import { createVm } from "../../../src/datastore/vm-files.js";
 import { applyOp } from "../../../src/oracle/apply-op.js";
 import { Journal, Workload } from "../../../src/oracle/workload.js";
@@ -62,6 +63,27 @@ describe("sanbox ds", () => {
     const ck = await sanbox("ds", "fsck", img);
     expect(ck.code).toBe(0);
     expect(ck.out).toMatch(/clean/);
+  });
+
+  it("writes refuse a datastore whose writer lease is live; reads do not care; a released lease frees it", async () => {
+    const img = join(dir, "ds.img");
+    await sanbox("ds", "format", img, "--size", "4M");
+    const src = join(dir, "in.bin");
+    await writeFile(src, Buffer.alloc(4096, 5));
+    const dev = await FileBackend.open(img);
+    const lease = new DatastoreLease({ device: dev, resource: "lun-1", holder: { id: "d".repeat(32), name: "esx1:/hv", pid: 77 }, timeoutMs: 60_000, settleMs: 0, what: "ds" });
+    try {
+      await lease.acquire();
+      const inUse = `${img} is in use by hypervisor "esx1:/hv" (pid 77, id dddddddd…), last heartbeat 0.`;
+      await expect(sanbox("ds", "cp-in", img, src, "/f")).rejects.toThrow(inUse);
+      await expect(sanbox("ds", "format", img)).rejects.toThrow(/is in use by hypervisor "esx1:\/hv" .*, stale 60 s after it$/);
+      expect(JSON.parse((await sanbox("ds", "ls", img, "--json")).out)).toEqual([]);
+      await lease.release();
+      await sanbox("ds", "cp-in", img, src, "/f");
+      expect((JSON.parse((await sanbox("ds", "ls", img, "--json")).out) as { path: string }[]).map((e) => e.path)).toEqual(["/f"]);
+    } finally {
+      await dev.close();
+    }
   });
 });
 
