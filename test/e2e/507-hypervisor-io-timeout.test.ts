@@ -68,7 +68,9 @@ describe("hypervisor I/O deadline against a frozen array", () => {
       const start = await timed(["vm", "start", "vm1", "--seed", "507", "--json"]);
       expect(start.exitCode, start.stderr).toBe(1);
       expect(JSON.parse(start.stdout)).toEqual({ error: { code: "TIMEOUT", message: `datastore ds (lun/ds): read did not complete within ${IO_TIMEOUT_MS} ms (--io-timeout)` } });
-      expect(start.ms).toBeGreaterThanOrEqual(IO_TIMEOUT_MS);
+      // No lower bound here: with the lease past its validity, `vm start` first
+      // joins the lease keeper's heartbeat already in flight on the frozen path
+      // (LeaseKeeper.renew is shared), whose deadline began before this command.
       expect(start.ms).toBeLessThan(BOUND_MS);
       const st = await hv.client.getWorkloadStatus({ vm: "vm1" });
       expect(st.acknowledgedSeq).toBe(0);
