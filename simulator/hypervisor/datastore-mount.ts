@@ -5,8 +5,8 @@
  * allocated is durable). Every VM on the datastore shares the one instance; the
  * Datastore serialises their operations.
  *
- * After a path fault (a broken connection, or a change that timed out) the
- * Datastore in memory may no longer match the LUN: a commit may have failed
+ * After a path fault (a broken connection, or a change that timed out), or a
+ * commit that failed for any other reason, the Datastore in memory may no longer match the LUN: a commit may have failed
  * half-way, which leaves it unusable, or the array may have lost unflushed
  * writes. So the next `datastore()` after a fault reopens it from the durable
  * superblock, on a new handle, and revokes the old handle: whoever still holds
@@ -115,7 +115,9 @@ export class MountedDatastore {
    */
   async datastore(): Promise<Datastore> {
     await this.keeper?.ensure();
-    if (this.path.faults === this.current.faults && this.fences === this.current.fences) return this.current.ds;
+    // A commit can fail without a path fault or a fence (an error reply from the array, a
+    // full or fragmented datastore): that instance then refuses everything, so reopen it too.
+    if (this.path.faults === this.current.faults && this.fences === this.current.fences && !this.current.ds.unusable) return this.current.ds;
     this.reopening ??= this.reopen().finally(() => (this.reopening = undefined));
     return this.reopening;
   }
@@ -129,7 +131,7 @@ export class MountedDatastore {
   private async reopen(): Promise<Datastore> {
     const faults = this.path.faults;
     const fences = this.fences;
-    const after = faults !== this.current.faults ? "a path fault" : "its writer lease lapsed";
+    const after = faults !== this.current.faults ? "a path fault" : fences !== this.current.fences ? "its writer lease lapsed" : "a failed commit";
     this.current.handle.revoke();
     const handle = this.path.handle();
     const ds = await Datastore.open(handle);

@@ -124,6 +124,11 @@ export class Datastore {
   private readonly now: () => number;
   readonly readOnly: boolean;
 
+  /** A commit failed: this instance refuses every operation, and only a reopen from the LUN recovers. */
+  get unusable(): boolean {
+    return this.failed !== undefined;
+  }
+
   private constructor(
     readonly device: BlockDevice,
     private readonly sb: Omit<Superblock, "generation" | "metaLength" | "metaChecksum" | "metaRuns">,

@@ -132,4 +132,31 @@ describe("datastore file system", () => {
     expect(blank.ok).toBe(false);
     expect(blank.errors[0]).toMatch(/no valid datastore superblock/);
   });
+
+  it("a failed commit makes the instance unusable (and says so); a reopen from the LUN has the last committed state", async () => {
+    const { dev, ds } = await fresh();
+    await ds.writeFile("/kept", Buffer.from("committed"));
+    await ds.commit();
+    expect(ds.unusable).toBe(false);
+    let failWrites = true;
+    const flaky = {
+      size: dev.size,
+      readOnly: false,
+      read: (o: number, n: number) => dev.read(o, n),
+      write: (o: number, d: Buffer) => (failWrites ? Promise.reject(new Error("EIO from the array")) : dev.write(o, d)),
+      flush: () => dev.flush(),
+    };
+    const onFlaky = await Datastore.open(flaky);
+    // The write's own commit (auto-commit) fails on the device; from then on the instance refuses.
+    await expect((async () => {
+      await onFlaky.writeFile("/lost", Buffer.from("never committed"));
+      await onFlaky.commit();
+    })()).rejects.toThrow(/EIO/);
+    expect(onFlaky.unusable).toBe(true);
+    await expect(onFlaky.flush()).rejects.toThrow(/unusable after a failed commit/);
+    failWrites = false;
+    const again = await Datastore.open(flaky);
+    expect(again.unusable).toBe(false);
+    expect((await again.readFile("/kept")).toString()).toBe("committed");
+  });
 });

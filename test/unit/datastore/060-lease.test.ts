@@ -141,6 +141,8 @@ describe("datastore writer lease", () => {
         };
         const leases = HOSTS.map((_, h) => newLease(h));
         const m: Model = { now: clock.t, disk: { kind: "zero" }, hosts: HOSTS.map(() => ({ stamp: undefined, count: 0 })) };
+        /** What the LUN held before its lease area was last damaged. */
+        let beforeDamage: MDisk = { kind: "zero" };
         const lease = (h: number): DatastoreLease => {
           const l = leases[h];
           if (l === undefined) throw new Error(`no lease ${h}`);
@@ -155,7 +157,13 @@ describe("datastore writer lease", () => {
             const b = await dev.read(LEASE_OFFSET, LEASE_SIZE);
             b[cmd.at] = (b[cmd.at] ?? 0) ^ 0x5a;
             await dev.write(LEASE_OFFSET, b);
-            m.disk = decodeLease(b).kind === "zero" ? { kind: "zero" } : { kind: "damaged" };
+            // A second flip of the same byte undoes the first: the record (or the
+            // zeros) from before the damage is back, exactly (CRC-32C catches
+            // every single-byte change, so nothing else reads as whole).
+            if (m.disk.kind !== "damaged") beforeDamage = m.disk;
+            const now = decodeLease(b).kind;
+            m.disk = now === "damaged" ? { kind: "damaged" } : beforeDamage;
+            expect(m.disk.kind).toBe(now);
           } else if (cmd.c === "restart") {
             leases[cmd.h] = newLease(cmd.h); // a new process with the same id: it believes nothing
             m.hosts[cmd.h] = { stamp: undefined, count: 0 };
@@ -192,7 +200,11 @@ describe("datastore writer lease", () => {
           } else expect(d.kind).toBe(m.disk.kind);
         }
       }),
-      { numRuns: 300 },
+      {
+        numRuns: 300,
+        // Found in CI: a byte torn twice is whole again, and the model must say so.
+        examples: [[[{ c: "acquire", h: 0 }, { c: "tear", at: 199 }, { c: "tear", at: 199 }, { c: "release", h: 0 }]]],
+      },
     );
   });
 
