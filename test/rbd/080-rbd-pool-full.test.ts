@@ -1,0 +1,83 @@
+// The pool full (the tier's single OSD past its full ratio, scripts/ceph-cluster.mjs
+// `full on`; see there why not a pool quota): librados pauses writes instead of
+// failing them, so the array ends them itself (simulator/array/rbd/ceph-stall.ts).
+// A write through the array's NBD export fails with ENOSPC, a gRPC call that
+// allocates fails NO_SPACE, each within the deadline; the array stays up, another
+// LUN still reads; after `full off` writes work again and read back.
+import { join } from "node:path";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { NbdClient } from "../../src/nbd/client.js";
+import { NbdCommandError } from "../../src/errors.js";
+import { startArrayDaemon, type ArrayDaemon } from "../support/array-daemon.js";
+import { clusterFault } from "../support/ceph-cluster.js";
+import { tempDir } from "../support/tools.js";
+
+const MiB = 1024 * 1024;
+/** --ceph-timeout: the longest a blocked call may take; the OSD-map probe ends a full-pool call after about 2 s. */
+const TIMEOUT_S = 8;
+
+/** Runs `p`, returns what it rejected with and how long it took. */
+async function failure(p: Promise<unknown>): Promise<{ e: unknown; ms: number }> {
+  const t0 = Date.now();
+  try {
+    await p;
+  } catch (e) {
+    return { e, ms: Date.now() - t0 };
+  }
+  throw new Error("expected a failure");
+}
+
+describe("array serve --backend rbd: the pool full", () => {
+  const tmp = tempDir("sanbox-rbd-080-");
+  let d: ArrayDaemon | undefined;
+  let full = false;
+  afterAll(async () => {
+    if (full) await clusterFault(inject("cephConf"), ["full", "off"]);
+    await d?.stop();
+    tmp.cleanup();
+  });
+
+  it("ENOSPC on NBD writes, NO_SPACE on allocating calls, other LUNs keep reading, writes work after space returns", async () => {
+    d = await startArrayDaemon(join(tmp.dir, "array"), ["--backend", "rbd", "--ceph-conf", inject("cephConf"), "--pool", inject("cephPool"), "--ceph-timeout", String(TIMEOUT_S)]);
+    await d.cli(["lun", "create", "fa", "16M"]);
+    await d.cli(["lun", "create", "fb", "16M"]);
+    const a = await NbdClient.connect(d.uri("lun/fa"));
+    const b = await NbdClient.connect(d.uri("lun/fb"));
+    await b.write(0, Buffer.alloc(MiB, 0xbb));
+    await b.flush();
+    await b.read(0, MiB); // the read path of fb is open before the pool fills
+
+    full = true;
+    await clusterFault(inject("cephConf"), ["full", "on"]);
+
+    // librbd may take the write into its cache; the FLUSH then cannot complete. Either fails ENOSPC.
+    const w = await failure((async () => {
+      await a.write(0, Buffer.alloc(4 * MiB, 0xaa));
+      await a.flush();
+    })());
+    expect(w.e).toBeInstanceOf(NbdCommandError);
+    expect((w.e as NbdCommandError).errno).toBe("ENOSPC");
+    expect(w.ms).toBeLessThan(TIMEOUT_S * 1000 + 2_000);
+
+    for (const args of [["snap", "create", "fa", "--name", "full-s1"], ["lun", "create", "fc", "16M"]]) {
+      const t0 = Date.now();
+      const r = await d.cli(args, { reject: false });
+      expect(r.exitCode, args.join(" ")).toBe(1);
+      expect(r.stderr).toMatch(/NO_SPACE/);
+      expect(Date.now() - t0).toBeLessThan(TIMEOUT_S * 1000 + 3_000);
+    }
+
+    // The array is up and the other LUN still reads what it had.
+    expect((await b.read(0, MiB)).equals(Buffer.alloc(MiB, 0xbb))).toBe(true);
+    expect((await d.cli(["lun", "list"])).stdout).toMatch(/fb/);
+
+    await clusterFault(inject("cephConf"), ["full", "off"]);
+    full = false;
+    const data = Buffer.alloc(4 * MiB, 0xa1);
+    await a.write(0, data);
+    await a.flush();
+    expect((await a.read(0, 4 * MiB)).equals(data)).toBe(true);
+    await d.cli(["snap", "create", "fa", "--name", "full-s2"]);
+    await Promise.all([a.close(), b.close()]);
+  }, 60_000);
+});
