@@ -58,6 +58,7 @@ describe("array serve --backend rbd: the pool full", () => {
     expect(w.e).toBeInstanceOf(NbdCommandError);
     expect((w.e as NbdCommandError).errno).toBe("ENOSPC");
     expect(w.ms).toBeLessThan(TIMEOUT_S * 1000 + 2_000);
+    console.info(`080: the NBD write+flush failed ENOSPC after ${w.ms} ms`);
 
     for (const args of [["snap", "create", "fa", "--name", "full-s1"], ["lun", "create", "fc", "16M"]]) {
       const t0 = Date.now();
@@ -65,6 +66,7 @@ describe("array serve --backend rbd: the pool full", () => {
       expect(r.exitCode, args.join(" ")).toBe(1);
       expect(r.stderr).toMatch(/NO_SPACE/);
       expect(Date.now() - t0).toBeLessThan(TIMEOUT_S * 1000 + 3_000);
+      console.info(`080: sanbox ${args.join(" ")} failed NO_SPACE after ${Date.now() - t0} ms (CLI start included)`);
     }
 
     // The array is up and the other LUN still reads what it had.
