@@ -62,8 +62,13 @@ export function blockerOf(dump: unknown, pool: string): Blocker | undefined {
   return undefined;
 }
 
+/** What boundCall asks when a call is slow. */
+export interface HealthProbe {
+  blocker(): Promise<Blocker | undefined>;
+}
+
 /** The OSD map, asked at most once per `cacheMs` (concurrent askers share one call). */
-export class CephHealth {
+export class CephHealth implements HealthProbe {
   private last: { at: number; blocker: Blocker | undefined } | undefined;
   private pending: Promise<Blocker | undefined> | undefined;
 
@@ -92,7 +97,7 @@ export class CephHealth {
 }
 
 export interface BoundOptions {
-  health: CephHealth;
+  health: HealthProbe;
   probeMs: number;
   deadlineMs: number;
   /** The error for an OSD that is down (EIO on the data path, UNAVAILABLE for management). */
