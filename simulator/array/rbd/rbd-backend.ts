@@ -354,7 +354,7 @@ export class RbdBackend implements ArrayBackend {
       // Deleted snapshots of this LUN that clones still use keep its image in RBD: hide it until they go.
       if (this.cat.data.snaps.some((s) => s.lunId === lun.id)) lun.hidden = true;
       else {
-        await this.cli.run("rbd", ["rm", "--no-progress", this.cli.spec(lun.image)], `delete LUN "${lun.name}"`);
+        await this.removeGone(["rm", "--no-progress", this.cli.spec(lun.image)], `delete LUN "${lun.name}"`);
         this.cat.data.luns = this.cat.data.luns.filter((l) => l.id !== lun.id);
       }
       await this.reapParents();
@@ -377,7 +377,7 @@ export class RbdBackend implements ArrayBackend {
       }
       for (const l of this.cat.data.luns.filter((x) => x.hidden === true)) {
         if (this.cat.data.snaps.some((s) => s.lunId === l.id)) continue;
-        await this.cli.run("rbd", ["rm", "--no-progress", this.cli.spec(l.image)], `delete the image of deleted LUN "${l.name}"`);
+        await this.removeGone(["rm", "--no-progress", this.cli.spec(l.image)], `delete the image of deleted LUN "${l.name}"`);
         this.cat.data.luns = this.cat.data.luns.filter((x) => x.id !== l.id);
         removed = true;
       }
@@ -387,7 +387,22 @@ export class RbdBackend implements ArrayBackend {
   private async dropRbdSnap(s: RbdSnapRecord): Promise<void> {
     const spec = this.cli.spec(s.image, s.snap);
     if (s.protected) await this.cli.run("rbd", ["snap", "unprotect", spec], `unprotect snapshot "${s.name}"`);
-    await this.cli.run("rbd", ["snap", "rm", "--no-progress", spec], `delete snapshot "${s.name}"`);
+    await this.removeGone(["snap", "rm", "--no-progress", spec], `delete snapshot "${s.name}"`);
+  }
+
+  /**
+   * An `rbd rm`/`snap rm` of something the catalogue still lists. NOT_FOUND means an
+   * earlier attempt did it after all: a call the deadline ended is not undone, and
+   * librbd hands a snapshot removal to the image's lock owner (our qemu-nbd), which
+   * carries it out once Ceph takes writes again (docs/rbd.md "Faults").
+   */
+  private async removeGone(args: string[], what: string): Promise<void> {
+    try {
+      await this.cli.run("rbd", args, what);
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+      createLogger("array/rbd").info(`${what}: already gone in RBD (an earlier attempt completed late)`);
+    }
   }
 
   // ------------------------------------------------------------ snapshots
