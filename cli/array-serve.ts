@@ -129,7 +129,7 @@ async function serve(options: ServeOptions): Promise<void> {
   const stopped = waitForStopSignal(log);
   process.stdout.write(options.json === true ? `${JSON.stringify({ rpc: formatEndpoint(daemon.rpc), nbd: daemon.nbd })}\n` : `rpc ${formatEndpoint(daemon.rpc)}\nnbd ${daemon.nbd}\n`);
   log.info(`serving ${dataDir}: rpc ${formatEndpoint(daemon.rpc)}${token !== undefined ? " (bearer token)" : ""}, nbd ${daemon.nbd} (tls ${daemon.nbdTls})`);
-  await stopped;
-  await daemon.close();
+  await stopped.received;
+  await stopped.shutdown(() => daemon.close());
   log.info("stopped");
 }

@@ -101,11 +101,12 @@ async function serve(options: ServeOptions): Promise<void> {
     ...(arrayToken !== undefined && arrayToken !== "" ? { arrayToken } : {}),
   });
   // Listen before announcing: whoever reads the endpoint line may signal at once.
-  const stopped = waitForStopSignal(log);
+  // The shutdown closes array paths whose calls run under --io-timeout: bound it past that.
+  const stopped = waitForStopSignal(log, ioTimeoutMs + 10_000);
   process.stdout.write(options.json === true ? `${JSON.stringify({ rpc: formatEndpoint(daemon.rpc) })}\n` : `rpc ${formatEndpoint(daemon.rpc)}\n`);
   log.info(`serving ${daemon.dataDir}: rpc ${formatEndpoint(daemon.rpc)}, array ${formatEndpoint(daemon.array)}`);
-  await stopped;
-  await daemon.close();
+  await stopped.received;
+  await stopped.shutdown(() => daemon.close());
   log.info("stopped");
 }
 

@@ -85,11 +85,13 @@ async function serve(file: string | undefined, opts: ServeOptions): Promise<void
   process.stdout.write(opts.json === true ? `${JSON.stringify({ uri })}\n` : `${uri}\n`);
   log.info(`serving ${backend.description ?? "disk"} (${backend.size} bytes${backend.readOnly ? ", read-only" : ""}) at ${uri}`);
 
-  await stopped;
-  log.info(`draining ${server.connectionCount} connection(s)`);
-  await server.close();
-  await backend.flush();
-  await backend.close?.();
+  await stopped.received;
+  await stopped.shutdown(async () => {
+    log.info(`draining ${server.connectionCount} connection(s)`);
+    await server.close();
+    await backend.flush();
+    await backend.close?.();
+  });
   log.info("stopped");
 }
 

@@ -167,14 +167,59 @@ export async function interruptible<T>(work: (signal: AbortSignal) => Promise<T>
   }
 }
 
-/** Resolves at the first SIGINT or SIGTERM: daemons then drain and exit 0. */
-export function waitForStopSignal(log: Logger): Promise<string> {
-  return new Promise<string>((res) => {
-    const stop = (sig: string): void => {
-      log.info(`${sig} received`);
-      res(sig);
-    };
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
-  });
+/**
+ * How a daemon (`array serve`, `nbd serve`, `hypervisor serve`) stops. The rule:
+ *  - the first SIGINT/SIGTERM starts the graceful shutdown (`close`), which is
+ *    bounded: `boundMs` after the signal the watchdog exits 1 with the reason
+ *    (whatever close had not finished is left as a crash would leave it);
+ *  - further SIGINT/SIGTERM during the shutdown are logged and ignored: the
+ *    shutdown ends by itself within the bound, and a signal that killed the
+ *    process half-way (Node's default once no handler is left) would leave
+ *    children and half-written state behind for no gain. SIGKILL still stops it
+ *    at once;
+ *  - the handlers stay installed until the process exits, so a late signal
+ *    never meets the default action either;
+ *  - a clean close exits 0 when the event loop empties; if something keeps the
+ *    loop alive past the bound, the watchdog exits 0 anyway, with a warning.
+ * Data-moving commands follow interruptOnSignals instead (second signal: exit now).
+ */
+export interface StopSignals {
+  /** Resolves with the first signal's name. */
+  readonly received: Promise<string>;
+  /** After `received`: runs `close` under the watchdog. */
+  shutdown(close: () => Promise<void>): Promise<void>;
+}
+
+export function waitForStopSignal(log: Logger, boundMs = 30_000): StopSignals {
+  let first: string | undefined;
+  let closed = false;
+  let resolveReceived!: (sig: string) => void;
+  const received = new Promise<string>((r) => (resolveReceived = r));
+  const on = (sig: string): void => {
+    if (first !== undefined) {
+      log.warn(`${sig} again: already stopping (${first}); the shutdown ends within ${Math.round(boundMs / 1000)} s of the first signal, SIGKILL stops it at once`);
+      return;
+    }
+    first = sig;
+    log.info(`${sig} received`);
+    const watchdog = setTimeout(() => {
+      if (closed) {
+        log.warn(`stopped, but something kept the process alive ${Math.round(boundMs / 1000)} s after ${sig}: exiting`);
+        process.exit(EXIT.OK);
+      }
+      log.error(`the shutdown did not finish within ${Math.round(boundMs / 1000)} s of ${sig}: exiting 1`);
+      process.exit(EXIT.FAILED);
+    }, boundMs);
+    watchdog.unref();
+    resolveReceived(sig);
+  };
+  process.on("SIGINT", () => on("SIGINT"));
+  process.on("SIGTERM", () => on("SIGTERM"));
+  return {
+    received,
+    shutdown: async (close) => {
+      await close();
+      closed = true;
+    },
+  };
 }

@@ -3,6 +3,9 @@
 //
 //   node scripts/ceph-cluster.mjs start DIR [--store bluestore|memstore] [--pool NAME] [--timeout SEC]
 //   node scripts/ceph-cluster.mjs stop DIR
+//   node scripts/ceph-cluster.mjs full DIR on|off     (faults: the OSD full ratio, below)
+//   node scripts/ceph-cluster.mjs kill-osd DIR        (SIGKILL the OSD, mark it down)
+//   node scripts/ceph-cluster.mjs start-osd DIR       (start it again, wait until it is up)
 //
 // No cephadm, containers or systemd: one ceph.conf in DIR (auth none, pool size 1,
 // `osd crush chooseleaf type = 0`, every path inside DIR), one monitor on a free
@@ -20,6 +23,15 @@
 //   overruns is killed and `start` fails naming the step, after tearing down.
 // - On success stdout is exactly one line, `CEPH_CONF=DIR/ceph.conf`; progress and
 //   errors go to stderr.
+// - Faults for the RBD tier (test/rbd/080, 090). `full on` sets the OSD's full ratios
+//   below its usage, so the OSD reports itself full and every pool gets the `full`
+//   flag, as a real full cluster does; `full off` restores 0.85/0.90/0.95. Both wait
+//   until the OSD map shows the change. (`ceph osd pool set-quota` is the other road
+//   to a full pool, but Pacific's mon enforces quotas from the mgr's statistics and
+//   this cluster has no mgr, so a quota never trips here.) `kill-osd` SIGKILLs the
+//   recorded OSD and marks it down (`ceph osd down`: with one OSD nobody else would
+//   report it, and the mon alone waits 900 s); `start-osd` starts it on the same data
+//   and records its new PID in pids.json in place of the old one.
 //
 // BlueStore on a 16 GiB sparse file in DIR is the default, measured on 2 cores:
 // usable pool in 9.1 s against 6.3 s for memstore (`memstore page set = true`), but
@@ -36,13 +48,18 @@ const INSTALL = "node scripts/setup.mjs --rbd  (apt-get install --no-install-rec
 
 function usage(msg) {
   if (msg) console.error(`ceph-cluster: ${msg}`);
-  console.error("usage: ceph-cluster.mjs start DIR [--store bluestore|memstore] [--pool NAME] [--timeout SEC]\n       ceph-cluster.mjs stop DIR");
+  console.error("usage: ceph-cluster.mjs start DIR [--store bluestore|memstore] [--pool NAME] [--timeout SEC]\n       ceph-cluster.mjs stop|kill-osd|start-osd DIR\n       ceph-cluster.mjs full DIR on|off");
   process.exit(2);
 }
 
 function parseArgs(argv) {
   const [cmd, dir, ...rest] = argv;
-  if ((cmd !== "start" && cmd !== "stop") || !dir) usage();
+  if (!["start", "stop", "full", "kill-osd", "start-osd"].includes(cmd) || !dir) usage();
+  if (cmd === "full") {
+    const [onOff, ...more] = rest;
+    if ((onOff !== "on" && onOff !== "off") || more.length > 0) usage("full needs on or off");
+    return { cmd, dir: resolve(dir), on: onOff === "on", timeoutMs: 60_000 };
+  }
   const opts = { cmd, dir: resolve(dir), store: "bluestore", pool: "rbd", timeoutMs: 60_000 };
   for (let i = 0; i < rest.length; i++) {
     const flag = rest[i];
@@ -275,6 +292,91 @@ async function stop(opts) {
   log(`stopped ${n} daemon(s), removed ${dir}`);
 }
 
+function osdMap(conf) {
+  return run("osd dump", Date.now() + 15_000, "ceph", ["-c", conf, "--connect-timeout", "10", "osd", "dump", "--format", "json"], { ...process.env, CEPH_CONF: conf }).then((out) => JSON.parse(out));
+}
+
+async function waitMap(conf, what, pred, ms) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const m = await osdMap(conf);
+    if (pred(m)) return m;
+    if (Date.now() > until) throw new StepError(`${what}: the OSD map did not show it within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+function confOf(dir) {
+  const conf = join(dir, "ceph.conf");
+  if (!existsSync(conf)) {
+    log(`no cluster in ${dir} (no ceph.conf)`);
+    process.exit(1);
+  }
+  return conf;
+}
+
+/** The recorded OSD's PID (the one whose cmdline is ceph-osd), and its id. */
+function osdOf(dir, conf) {
+  for (const p of readPids(dir)) {
+    try {
+      const argv = readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0");
+      if (argv.includes(conf) && argv.some((a) => a.endsWith("ceph-osd"))) return { pid: p, id: argv[argv.indexOf("-i") + 1] ?? "0" };
+    } catch {
+      /* gone */
+    }
+  }
+  return undefined;
+}
+
+async function full(opts) {
+  const conf = confOf(opts.dir);
+  const env = { ...process.env, CEPH_CONF: conf };
+  const deadline = Date.now() + opts.timeoutMs;
+  const ceph = (step, ...args) => run(step, deadline, "ceph", ["-c", conf, "--connect-timeout", "10", ...args], env);
+  // The mon keeps nearfull <= backfillfull <= full: lower them in that order, raise them in the other.
+  const ratios = opts.on ? [["set-nearfull-ratio", "0.000001"], ["set-backfillfull-ratio", "0.000002"], ["set-full-ratio", "0.000003"]] : [["set-full-ratio", "0.95"], ["set-backfillfull-ratio", "0.90"], ["set-nearfull-ratio", "0.85"]];
+  for (const [cmd, v] of ratios) await ceph(cmd, "osd", cmd, v);
+  const isFull = (m) => (m.osds ?? []).some((o) => (o.state ?? []).includes("full"));
+  await waitMap(conf, `full ${opts.on ? "on" : "off"}`, (m) => isFull(m) === opts.on, Math.max(0, deadline - Date.now()));
+  log(`OSD full: ${opts.on ? "on" : "off"}`);
+}
+
+async function killOsd(opts) {
+  const conf = confOf(opts.dir);
+  const osd = osdOf(opts.dir, conf);
+  if (!osd) throw new StepError("kill-osd: no recorded OSD is running");
+  process.kill(osd.pid, "SIGKILL");
+  if ((await waitDead([osd.pid], 10_000)).length > 0) throw new StepError(`kill-osd: PID ${osd.pid} still alive after SIGKILL`);
+  await run("osd down", Date.now() + 15_000, "ceph", ["-c", conf, "--connect-timeout", "10", "osd", "down", osd.id], { ...process.env, CEPH_CONF: conf });
+  log(`killed osd.${osd.id} (PID ${osd.pid}) and marked it down`);
+}
+
+async function startOsd(opts) {
+  const { dir } = opts;
+  const conf = confOf(dir);
+  if (osdOf(dir, conf)) throw new StepError("start-osd: the OSD is already running");
+  const m = await osdMap(conf);
+  const id = String(m.osds?.[0]?.osd ?? 0);
+  const logFd = openSync(join(dir, "log", `osd.${id}.out`), "a");
+  const child = spawn("ceph-osd", ["-c", conf, "-f", "-i", id], { stdio: ["ignore", logFd, logFd], env: { ...process.env, CEPH_CONF: conf }, detached: true });
+  closeSync(logFd);
+  child.unref();
+  if (child.pid === undefined) throw new StepError("start-osd: could not spawn ceph-osd");
+  // Replace the dead OSD's PID: stop must kill the new one, and a reused old PID is never ours.
+  const pids = readPids(dir).filter((p) => ours(p, conf));
+  writeFileSync(pidsFile(dir), JSON.stringify([...pids, child.pid]));
+  await waitMap(conf, "start-osd", (mm) => (mm.osds ?? []).some((o) => String(o.osd) === id && o.up === 1), 60_000);
+  log(`osd.${id} up again (PID ${child.pid})`);
+}
+
 const opts = parseArgs(process.argv.slice(2));
-if (opts.cmd === "start") await start(opts);
-else await stop(opts);
+try {
+  if (opts.cmd === "start") await start(opts);
+  else if (opts.cmd === "stop") await stop(opts);
+  else if (opts.cmd === "full") await full(opts);
+  else if (opts.cmd === "kill-osd") await killOsd(opts);
+  else await startOsd(opts);
+} catch (e) {
+  log(e instanceof Error ? e.message : String(e));
+  process.exit(1);
+}

@@ -144,7 +144,9 @@ export async function startArrayDaemon(opts: ArrayDaemonOptions): Promise<ArrayD
       connections: () => server.connectionCount,
       close: async () => {
         log.info(`draining ${server.connectionCount} NBD connection(s)`);
+        const t0 = Date.now();
         await Promise.all([server.close(), rpcServer.close()]);
+        log.debug(`NBD and gRPC drained in ${Date.now() - t0} ms`);
         try {
           await openStore.flush();
         } finally {

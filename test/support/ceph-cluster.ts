@@ -4,7 +4,7 @@
  * A missing Ceph package fails with the install command; it never skips.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { execa } from "execa";
 
 const SCRIPT = join(process.cwd(), "scripts", "ceph-cluster.mjs");
@@ -69,4 +69,11 @@ export function runClusterScript(args: readonly string[], timeoutMs = 120_000): 
     stdout: String(r.stdout),
     stderr: String(r.stderr),
   }));
+}
+
+/** `ceph-cluster.mjs full|kill-osd|start-osd` on the tier's cluster (the directory of its ceph.conf); throws with the script's stderr. */
+export async function clusterFault(conf: string, args: readonly ["full", "on" | "off"] | readonly ["kill-osd"] | readonly ["start-osd"]): Promise<void> {
+  const [cmd, ...rest] = args;
+  const r = await runClusterScript([cmd, dirname(conf), ...rest], 90_000);
+  if (r.exitCode !== 0) throw new Error(`ceph-cluster ${args.join(" ")} failed (exit ${r.exitCode}): ${r.stderr}`);
 }

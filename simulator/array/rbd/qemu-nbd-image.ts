@@ -11,6 +11,12 @@
  *    rollback restarts it (the caller fences I/O meanwhile).
  *  - FLUSH goes through qemu to rbd_flush, so a flushed write is in RADOS before
  *    a snapshot is cut; with multi-conn, one FLUSH covers every connection.
+ *  - `stop()` is bounded: our client gets CLIENT_CLOSE_MS to finish what it has in
+ *    flight (a request Ceph has paused never finishes), then qemu-nbd gets SIGTERM
+ *    and, after TERM_GRACE_MS, SIGKILL; killing it fails whatever was still
+ *    pending. If the daemon itself exits first (its watchdog, a crash in JS), an
+ *    'exit' hook SIGKILLs the child, so no qemu-nbd outlives the array holding
+ *    the image's exclusive lock.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
@@ -25,13 +31,27 @@ import { formatNbdUri } from "../../../src/nbd/uri.js";
  * connection behind them measured 0.6–0.9 of qemu-nbd straight.
  */
 const CONNECTIONS = 4;
+const CLIENT_CLOSE_MS = 2_000;
+const TERM_GRACE_MS = 3_000;
+
+/** Every qemu-nbd this process started and has not stopped: one 'exit' hook kills them all. */
+const running = new Set<ChildProcess>();
+function track(child: ChildProcess): void {
+  if (running.size === 0 && process.listeners("exit").every((l) => l !== killAll)) process.on("exit", killAll);
+  running.add(child);
+}
+function killAll(): void {
+  for (const c of running) c.kill("SIGKILL");
+}
 
 export class QemuNbdImage {
   private constructor(
     readonly socket: string,
     private readonly child: ChildProcess,
     readonly client: NbdClientPool,
-  ) {}
+  ) {
+    track(child);
+  }
 
   static async start(opts: { socket: string; conf: string; spec: string; readOnly: boolean; timeoutMs?: number }): Promise<QemuNbdImage> {
     if (!existsSync("/usr/bin/qemu-nbd")) throw new ToolMissingError("qemu-nbd", "qemu-utils qemu-block-extra");
@@ -70,14 +90,18 @@ export class QemuNbdImage {
   }
 
   async stop(): Promise<void> {
-    await this.client.close().catch(() => undefined);
-    if (this.child.exitCode === null) {
+    let t: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((r) => (t = setTimeout(r, CLIENT_CLOSE_MS)));
+    await Promise.race([this.client.close().catch(() => undefined), late]);
+    clearTimeout(t);
+    if (this.child.exitCode === null && this.child.signalCode === null) {
       const gone = new Promise<void>((r) => this.child.once("exit", () => r()));
       this.child.kill("SIGTERM");
-      const t = setTimeout(() => this.child.kill("SIGKILL"), 5_000);
+      const k = setTimeout(() => this.child.kill("SIGKILL"), TERM_GRACE_MS);
       await gone;
-      clearTimeout(t);
+      clearTimeout(k);
     }
+    running.delete(this.child);
     rmSync(this.socket, { force: true });
   }
 }

@@ -20,6 +20,15 @@
  *  - A deleted snapshot cannot be a CBT base (cbtFromDeletedBase false): RBD
  *    keeps no tombstone. A snapshot with clones is hidden from the array but kept
  *    in RBD until its clones are gone.
+ *  - Nothing waits on Ceph without a deadline (ceph-stall.ts): every CLI call, NBD
+ *    request to qemu-nbd and fence drain ends within `timeoutMs`, sooner (after
+ *    PROBE_MS) when the OSD map shows the pool full (NO_SPACE) or an OSD down (EIO
+ *    on the data path, UNAVAILABLE for management).
+ *  - close() is bounded (about CLOSE_WAIT_MS + timeoutMs-bounded flushes + the
+ *    qemu-nbd stop): it waits at most CLOSE_WAIT_MS for a management call in
+ *    flight (after that, that call's result is lost as in a crash: recovery and
+ *    the catalogue's atomic saves cover it), kills the usage pass's child, then
+ *    flushes and stops every qemu-nbd in parallel.
  */
 import { join } from "node:path";
 import {
@@ -27,8 +36,10 @@ import {
   CbtUnavailableError,
   FailedPreconditionError,
   InvalidArgumentError,
+  IoError,
   NotFoundError,
   UnavailableError,
+  type SanboxError,
 } from "../../../src/errors.js";
 import { createLogger } from "../../../src/log.js";
 import { coalesceFlagged } from "../../../src/extents/index.js";
@@ -49,6 +60,7 @@ import type { ChangedExtent } from "../cbt.js";
 import { checkName, newId, newNaa } from "../ids.js";
 import { IoGate, Mutex } from "../io-gate.js";
 import type { VolumeTarget } from "../volume.js";
+import { boundCall, CephHealth } from "./ceph-stall.js";
 import { QemuNbdImage } from "./qemu-nbd-image.js";
 import { RbdCatalogue, type RbdGroupRecord, type RbdLunRecord, type RbdSnapRecord } from "./rbd-catalogue.js";
 import { monitorAddress, RbdCli } from "./rbd-cli.js";
@@ -59,6 +71,10 @@ export const RBD_FEATURES = "layering,exclusive-lock,object-map,fast-diff";
 export const RBD_DEFAULT_OBJECT_SIZE = 64 * 1024;
 const MIN_OBJECT_SIZE = 4096;
 const MAX_OBJECT_SIZE = 32 * 1024 * 1024;
+/** A call still running after this long is checked against the OSD map (ceph-stall.ts). */
+const PROBE_MS = 2_000;
+/** How long close() waits for a management call in flight. */
+const CLOSE_WAIT_MS = 3_000;
 
 export interface RbdBackendOptions {
   dataDir: string;
@@ -66,7 +82,7 @@ export interface RbdBackendOptions {
   pool: string;
   /** Object size of new images (a power of two, 4 KiB–32 MiB). Default 64 KiB. */
   objectSize?: number;
-  /** Deadline for reaching Ceph at start and for each call. Default 20 s. */
+  /** Deadline for reaching Ceph at start, for each call and each I/O request. Default 20 s. */
   timeoutMs?: number;
 }
 
@@ -109,6 +125,8 @@ export class RbdBackend implements ArrayBackend {
   private closed = false;
   /** allocatedBytes and pool usage, measured in the background (rbd-usage.ts). */
   private readonly usage: RbdUsage;
+  private readonly health: CephHealth;
+  private readonly timeoutMs: number;
 
   private constructor(
     private readonly cli: RbdCli,
@@ -125,6 +143,23 @@ export class RbdBackend implements ArrayBackend {
       maxSnapshotsPerLun: 0,
     };
     this.usage = new RbdUsage(cli, createLogger("array/rbd"));
+    this.timeoutMs = opts.timeoutMs ?? 20_000;
+    this.health = new CephHealth(cli);
+    cli.setBound((what, work, ms, onEnd) => this.bound(what, work, (m) => new UnavailableError(m), ms, onEnd));
+  }
+
+  /** `work` under the deadline; `down` is the error for an OSD that is down. */
+  private bound<T>(what: string, work: Promise<T>, down: (m: string) => SanboxError, deadlineMs = this.timeoutMs, onEnd?: () => void): Promise<T> {
+    return boundCall(what, work, { health: this.health, probeMs: Math.min(PROBE_MS, deadlineMs), deadlineMs, down, ...(onEnd ? { onEnd } : {}) });
+  }
+
+  /** The data path's deadline: an OSD down is EIO to the NBD client. */
+  private ioBound<T>(what: string, work: Promise<T>): Promise<T> {
+    return this.bound(what, work, (m) => new IoError(m));
+  }
+
+  private mgmtBound<T>(what: string, work: Promise<T>): Promise<T> {
+    return this.bound(what, work, (m) => new UnavailableError(m));
   }
 
   static async open(opts: RbdBackendOptions): Promise<RbdBackend> {
@@ -232,16 +267,24 @@ export class RbdBackend implements ArrayBackend {
     return (await this.image(lun.id, this.cli.spec(lun.image), false)).client;
   }
 
-  /** Fence → drain → flush each LUN's image; returns the unfence. */
+  /** FLUSH through the LUN's qemu-nbd under `bound`. */
+  private async flushLive(lun: RbdLunRecord, bound: <T>(what: string, work: Promise<T>) => Promise<T>): Promise<void> {
+    const what = `flush LUN "${lun.name}"`;
+    const c = await bound(what, this.liveClient(lun));
+    await bound(what, c.flush());
+  }
+
+  /** Fence → drain → flush each LUN's image; returns the unfence. The drain and the flushes are bounded: a write Ceph paused never drains. */
   private async fence(luns: readonly RbdLunRecord[]): Promise<() => void> {
     const gates = luns.map((l) => this.gate(l.id));
     const fenced: IoGate[] = [];
     try {
-      for (const g of gates) {
-        await g.fence();
+      for (const [i, g] of gates.entries()) {
+        const drained = g.fence();
         fenced.push(g);
+        await this.mgmtBound(`drain the writes to LUN "${luns[i]?.name ?? ""}"`, drained);
       }
-      for (const l of luns) if (this.images.has(l.id)) await (await this.liveClient(l)).flush();
+      for (const l of luns) if (this.images.has(l.id)) await this.flushLive(l, (w, p) => this.mgmtBound(w, p));
     } catch (e) {
       for (const g of fenced) g.unfence();
       throw e;
@@ -311,7 +354,7 @@ export class RbdBackend implements ArrayBackend {
       // Deleted snapshots of this LUN that clones still use keep its image in RBD: hide it until they go.
       if (this.cat.data.snaps.some((s) => s.lunId === lun.id)) lun.hidden = true;
       else {
-        await this.cli.run("rbd", ["rm", "--no-progress", this.cli.spec(lun.image)], `delete LUN "${lun.name}"`);
+        await this.removeGone(["rm", "--no-progress", this.cli.spec(lun.image)], `delete LUN "${lun.name}"`);
         this.cat.data.luns = this.cat.data.luns.filter((l) => l.id !== lun.id);
       }
       await this.reapParents();
@@ -334,7 +377,7 @@ export class RbdBackend implements ArrayBackend {
       }
       for (const l of this.cat.data.luns.filter((x) => x.hidden === true)) {
         if (this.cat.data.snaps.some((s) => s.lunId === l.id)) continue;
-        await this.cli.run("rbd", ["rm", "--no-progress", this.cli.spec(l.image)], `delete the image of deleted LUN "${l.name}"`);
+        await this.removeGone(["rm", "--no-progress", this.cli.spec(l.image)], `delete the image of deleted LUN "${l.name}"`);
         this.cat.data.luns = this.cat.data.luns.filter((x) => x.id !== l.id);
         removed = true;
       }
@@ -344,7 +387,22 @@ export class RbdBackend implements ArrayBackend {
   private async dropRbdSnap(s: RbdSnapRecord): Promise<void> {
     const spec = this.cli.spec(s.image, s.snap);
     if (s.protected) await this.cli.run("rbd", ["snap", "unprotect", spec], `unprotect snapshot "${s.name}"`);
-    await this.cli.run("rbd", ["snap", "rm", "--no-progress", spec], `delete snapshot "${s.name}"`);
+    await this.removeGone(["snap", "rm", "--no-progress", spec], `delete snapshot "${s.name}"`);
+  }
+
+  /**
+   * An `rbd rm`/`snap rm` of something the catalogue still lists. NOT_FOUND means an
+   * earlier attempt did it after all: a call the deadline ended is not undone, and
+   * librbd hands a snapshot removal to the image's lock owner (our qemu-nbd), which
+   * carries it out once Ceph takes writes again (docs/rbd.md "Faults").
+   */
+  private async removeGone(args: string[], what: string): Promise<void> {
+    try {
+      await this.cli.run("rbd", args, what);
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+      createLogger("array/rbd").info(`${what}: already gone in RBD (an earlier attempt completed late)`);
+    }
   }
 
   // ------------------------------------------------------------ snapshots
@@ -554,14 +612,14 @@ export class RbdBackend implements ArrayBackend {
     }
     if (base.blockSize !== t.blockSize) throw new CbtUnavailableError(`base snapshot ${base.id} has a different block size; a full backup is needed`);
     // The live image's writes may sit in qemu's and librbd's caches: make them visible to rbd diff.
-    if (t.live && this.images.has(t.live.id)) await (await this.liveClient(t.live)).flush();
+    if (t.live && this.images.has(t.live.id)) await this.flushLive(t.live, (w, p) => this.mgmtBound(w, p));
     const v = await this.cli.json("rbd", ["diff", "--from-snap", base.snap, this.cli.spec(t.image, t.snap)], "changed blocks");
     return { blockSize: t.blockSize, size: t.size, extents: alignExtents(parseDiff(v), t.blockSize, t.size) };
   }
 
   async allocatedExtents(target: CbtTarget): Promise<AllocatedExtentsResult> {
     const t = this.target(target);
-    if (t.live && this.images.has(t.live.id)) await (await this.liveClient(t.live)).flush();
+    if (t.live && this.images.has(t.live.id)) await this.flushLive(t.live, (w, p) => this.mgmtBound(w, p));
     const v = await this.cli.json("rbd", ["diff", this.cli.spec(t.image, t.snap)], "allocated blocks");
     const ext = alignExtents(parseDiff(v).filter((e) => e.exists), t.blockSize, t.size);
     return { blockSize: t.blockSize, size: t.size, extents: ext.map((e) => ({ offset: e.offset, length: e.length })) };
@@ -574,10 +632,11 @@ export class RbdBackend implements ArrayBackend {
       const lun = this.lunRec(target.lun);
       const id = lun.id;
       return new RbdVolume(id, false, lun.blockSize, {
-        client: () => this.liveClient(this.lunRec(id)),
+        client: () => this.ioBound(`open LUN ${id}`, this.liveClient(this.lunRec(id))),
         gate: () => this.gate(id),
         size: () => this.lunRec(id).size,
         written: () => this.usage.mark(id, { image: this.lunRec(id).image }),
+        bound: (what, work) => this.ioBound(what, work),
       });
     }
     const s = this.snapRec(target.snapshot);
@@ -585,10 +644,11 @@ export class RbdBackend implements ArrayBackend {
     return new RbdVolume(id, true, s.blockSize, {
       client: async () => {
         const r = this.snapRec(id);
-        return (await this.image(id, this.cli.spec(r.image, r.snap), true)).client;
+        return (await this.ioBound(`open snapshot ${id}`, this.image(id, this.cli.spec(r.image, r.snap), true))).client;
       },
       gate: () => this.gate(s.lunId),
       size: () => this.snapRec(id).size,
+      bound: (what, work) => this.ioBound(what, work),
     });
   }
 
@@ -596,21 +656,36 @@ export class RbdBackend implements ArrayBackend {
     return { capacityBytes: null, usedBytes: this.usage.usedBytes(), freeBytes: null };
   }
 
+  /** Every open LUN image at once (each bounded): the slowest image sets the time, not the sum. */
   async flush(): Promise<void> {
-    for (const l of this.cat.data.luns) if (this.images.has(l.id)) await (await this.liveClient(l)).flush();
+    const open = this.cat.data.luns.filter((l) => this.images.has(l.id));
+    const r = await Promise.allSettled(open.map((l) => this.flushLive(l, (w, p) => this.ioBound(w, p))));
+    const failed = r.find((x): x is PromiseRejectedResult => x.status === "rejected");
+    if (failed) throw failed.reason;
   }
 
   async close(): Promise<void> {
-    await this.mgmt.run(async () => {
-      if (this.closed) return;
-      this.closed = true;
-      this.usage.close();
-      try {
-        await this.flush();
-      } finally {
-        for (const key of [...this.images.keys()]) await this.stopImage(key);
-        await this.cat.save();
-      }
-    });
+    if (this.closed) return;
+    this.closed = true;
+    const tStart = Date.now();
+    // New management calls fail from here on (manage() checks `closed`); one in flight gets CLOSE_WAIT_MS.
+    let t: NodeJS.Timeout | undefined;
+    const idle = this.mgmt.run(() => Promise.resolve());
+    const waited = await Promise.race([idle.then(() => true), new Promise<boolean>((r) => (t = setTimeout(() => r(false), CLOSE_WAIT_MS)))]);
+    clearTimeout(t);
+    const log = createLogger("array/rbd");
+    const t0 = Date.now();
+    if (!waited) log.warn(`a management call was still running ${CLOSE_WAIT_MS} ms into the shutdown: closing without it`);
+    await this.usage.close();
+    const t1 = Date.now();
+    try {
+      await this.flush();
+    } finally {
+      const t2 = Date.now();
+      const n = this.images.size;
+      await Promise.all([...this.images.keys()].map((key) => this.stopImage(key)));
+      await this.cat.save();
+      log.debug(`closed: management ${t0 - tStart} ms, usage pass ${t1 - t0} ms, flush ${t2 - t1} ms, ${n} qemu-nbd stopped in ${Date.now() - t2} ms`);
+    }
   }
 }

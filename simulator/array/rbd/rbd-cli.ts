@@ -15,6 +15,7 @@ import { execa } from "execa";
 import { readFileSync } from "node:fs";
 import {
   AlreadyExistsError,
+  CancelledError,
   FailedPreconditionError,
   InvalidArgumentError,
   IoError,
@@ -60,10 +61,22 @@ export function rbdError(stderr: string, what: string): SanboxError {
   return new IoError(msg);
 }
 
+export interface RunOptions {
+  timeoutMs?: number;
+  /** False for the OSD-map read itself; otherwise a blocked call is classified by the probe (ceph-stall.ts). */
+  probe?: boolean;
+  /** Kills the child (a closing daemon's background pass). */
+  signal?: AbortSignal;
+}
+
+/** Classifies a call that has not returned yet (ceph-stall.ts boundCall), given its child to kill. */
+export type CallBound = <T>(what: string, work: Promise<T>, timeoutMs: number, onEnd: () => void) => Promise<T>;
+
 export class RbdCli {
   readonly conf: string;
   readonly pool: string;
   private readonly timeoutMs: number;
+  private bound: CallBound | undefined;
 
   constructor(opts: RbdCliOptions) {
     this.conf = opts.conf;
@@ -71,21 +84,37 @@ export class RbdCli {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 
+  /** From now on, calls that may block on Ceph run under `bound` (set once the backend has its health probe). */
+  setBound(bound: CallBound): void {
+    this.bound = bound;
+  }
+
   /** `pool/image` or `pool/image@snap`. */
   spec(image: string, snap?: string): string {
     return snap === undefined ? `${this.pool}/${image}` : `${this.pool}/${image}@${snap}`;
   }
 
-  async run(tool: "rbd" | "ceph", args: readonly string[], what: string, timeoutMs = this.timeoutMs): Promise<string> {
-    const r = await execa(tool, ["-c", this.conf, ...args], { reject: false, timeout: timeoutMs, env: { CEPH_ARGS: "" } });
+  async run(tool: "rbd" | "ceph", args: readonly string[], what: string, opts: RunOptions = {}): Promise<string> {
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+    const child = execa(tool, ["-c", this.conf, ...args], {
+      reject: false,
+      timeout: timeoutMs,
+      env: { CEPH_ARGS: "" },
+      forceKillAfterDelay: 1_000,
+      // A cancelled call is a read-only measurement: SIGKILL, as `rbd` takes seconds to act on SIGTERM.
+      ...(opts.signal !== undefined ? { cancelSignal: opts.signal, killSignal: "SIGKILL" as const } : {}),
+    });
+    const bound = opts.probe === false ? undefined : this.bound;
+    const r = bound ? await bound(what, child, timeoutMs, () => child.kill("SIGKILL")) : await child;
     if (r.failed && (r as { code?: unknown }).code === "ENOENT") throw new ToolMissingError(tool, RBD_INSTALL_PACKAGES);
+    if (r.isCanceled) throw new CancelledError(`${what}: cancelled`);
     if (r.timedOut) throw new UnavailableError(`${what}: Ceph did not answer within ${timeoutMs} ms (monitor ${monitorAddress(this.conf)})`);
     if (r.exitCode !== 0) throw rbdError(String(r.stderr), what);
     return String(r.stdout);
   }
 
-  async json(tool: "rbd" | "ceph", args: readonly string[], what: string): Promise<unknown> {
-    const out = await this.run(tool, [...args, "--format", "json"], what);
+  async json(tool: "rbd" | "ceph", args: readonly string[], what: string, opts: RunOptions = {}): Promise<unknown> {
+    const out = await this.run(tool, [...args, "--format", "json"], what, opts);
     try {
       return out.trim() === "" ? null : (JSON.parse(out) as unknown);
     } catch {

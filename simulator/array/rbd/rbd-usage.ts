@@ -16,7 +16,9 @@
  * Invariants: a figure is never invented — until its first measurement a key
  * reads as 0, and a failed or timed-out pass keeps the previous figures (logged
  * at debug). One pass runs at a time; marks that arrive during a pass are kept
- * for the next one. The timer is unref'd and stops at close().
+ * for the next one. The timer is unref'd. close() stops it, kills the `rbd`
+ * child of a pass in flight and waits for that pass, so a closing daemon leaves
+ * no child behind and is not kept waiting for an O(objects) measurement.
  */
 import type { Logger } from "../../../src/log.js";
 import type { RbdCli } from "./rbd-cli.js";
@@ -42,6 +44,7 @@ export class RbdUsage {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private closed = false;
+  private readonly abort = new AbortController();
 
   constructor(
     private readonly cli: RbdCli,
@@ -80,10 +83,12 @@ export class RbdUsage {
     if (this.dirty.size > 0 || this.poolDirty) await this.pass();
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.abort.abort();
+    await this.running;
   }
 
   private schedule(): void {
@@ -112,7 +117,7 @@ export class RbdUsage {
     for (const [key, t] of batch) {
       if (this.closed) return;
       try {
-        const v = await this.cli.json("rbd", ["diff", "--whole-object", this.cli.spec(t.image, t.snap)], "measure allocation");
+        const v = await this.cli.json("rbd", ["diff", "--whole-object", this.cli.spec(t.image, t.snap)], "measure allocation", { signal: this.abort.signal });
         this.allocated.set(key, existingBytes(v));
       } catch (e) {
         this.log.debug(`allocation of ${this.cli.spec(t.image, t.snap)} not measured: ${e instanceof Error ? e.message : String(e)}`);
@@ -120,7 +125,7 @@ export class RbdUsage {
     }
     if (!measurePool || this.closed) return;
     try {
-      this.poolUsed = totalUsed(await this.cli.json("rbd", ["du", "-p", this.cli.pool], "measure pool usage"));
+      this.poolUsed = totalUsed(await this.cli.json("rbd", ["du", "-p", this.cli.pool], "measure pool usage", { signal: this.abort.signal }));
     } catch (e) {
       this.log.debug(`pool usage not measured: ${e instanceof Error ? e.message : String(e)}`);
     }

@@ -6,6 +6,12 @@
  * a (group) snapshot's fence waits for in-flight writes and holds new ones: the
  * group cut is atomic for every writer that goes through the array's exports.
  * Writers that open the RBD image directly are outside that guarantee.
+ *
+ * Every request runs under the backend's deadline (`bound`, ceph-stall.ts): a
+ * request Ceph has paused (pool full, OSD gone) fails the NBD client with ENOSPC
+ * or EIO within the deadline, while the array stays up. A mutation that failed
+ * that way still holds its gate entry until qemu-nbd really answers: librbd may
+ * still apply it, so a snapshot's fence must not cut around it.
  */
 import type { WriteOptions } from "../../../src/block-device.js";
 import { InvalidArgumentError, OutOfRangeError, ReadOnlyError } from "../../../src/errors.js";
@@ -23,6 +29,8 @@ export interface RbdVolumeHooks {
   size(): number;
   /** Called after a mutation completed (the space figures are measured again). */
   written?(): void;
+  /** Ends a request that Ceph does not answer: NO_SPACE, EIO or TIMEOUT (ceph-stall.ts). */
+  bound<T>(what: string, work: Promise<T>): Promise<T>;
 }
 
 export class RbdVolume implements LunVolume {
@@ -47,7 +55,8 @@ export class RbdVolume implements LunVolume {
   async read(offset: number, length: number): Promise<Buffer> {
     this.check(offset, length);
     if (length === 0) return Buffer.alloc(0);
-    return (await this.hooks.client()).read(offset, length);
+    const c = await this.hooks.client();
+    return this.hooks.bound(`read of ${this.id}`, c.read(offset, length));
   }
 
   async readSparse(offset: number, length: number): Promise<VolumeReadPiece[]> {
@@ -58,14 +67,27 @@ export class RbdVolume implements LunVolume {
     if (this.readOnly) throw new ReadOnlyError(`snapshot ${this.id} is read-only`);
     const gate = this.hooks.gate();
     await gate.enter();
+    let real: Promise<void>;
     try {
       this.check(offset, length);
-      if (length === 0) return;
-      await op(await this.hooks.client());
-      this.hooks.written?.();
-    } finally {
+      if (length === 0) {
+        gate.exit();
+        return;
+      }
+      real = op(await this.hooks.client());
+    } catch (e) {
       gate.exit();
+      throw e;
     }
+    // The gate entry ends when qemu-nbd answers, even if the caller was answered first.
+    real.then(
+      () => {
+        gate.exit();
+        this.hooks.written?.();
+      },
+      () => gate.exit(),
+    );
+    await this.hooks.bound(`write to ${this.id}`, real);
   }
 
   write(offset: number, data: Uint8Array, opts: WriteOptions = {}): Promise<void> {
@@ -81,13 +103,15 @@ export class RbdVolume implements LunVolume {
   }
   async flush(): Promise<void> {
     if (this.readOnly) return;
-    await (await this.hooks.client()).flush();
+    const c = await this.hooks.client();
+    await this.hooks.bound(`flush of ${this.id}`, c.flush());
   }
 
   async blockStatus(offset: number, length: number): Promise<StatusExtent[]> {
     this.check(offset, length);
     if (length === 0) return [];
-    const m = await (await this.hooks.client()).blockStatus(offset, length);
+    const c = await this.hooks.client();
+    const m = await this.hooks.bound(`block status of ${this.id}`, c.blockStatus(offset, length));
     const list = m.get(NBD_META_BASE_ALLOCATION) ?? [{ offset, length, flag: 0 }];
     return list.filter((e) => e.offset < offset + length).map((e) => ({ offset: e.offset, length: Math.min(e.length, offset + length - e.offset), flag: e.flag }));
   }
