@@ -10,7 +10,8 @@
  * Every call has a deadline (`ioTimeoutMs`, --io-timeout): a frozen array makes
  * a call fail with TIMEOUT rather than wait. The gRPC channel reconnects by
  * itself after an array restart; its backoff is capped at 1 s (ARRAY_CHANNEL
- * in daemon.ts) so a returned array is reached within about a second.
+ * in daemon.ts) so a returned array is reached within about a second, and a
+ * lookup that meets the channel between attempts waits for it that long.
  * `openPath` opens a LunPath (lun-path.ts), which re-asks for the export on
  * every reconnection.
  */
@@ -19,7 +20,7 @@ import { NbdClient } from "../../src/nbd/client.js";
 import { lunByRef, type ArrayClient } from "../../src/rpc/array-client.js";
 import { allPages } from "../../src/rpc/paging.js";
 import type { v1 } from "../../src/rpc/proto.js";
-import type { Decoded } from "../../src/rpc/service.js";
+import type { CallOptions, Decoded } from "../../src/rpc/service.js";
 import type { Logger } from "../../src/log.js";
 import { LunPath } from "./lun-path.js";
 import type { ReconnectPolicy } from "./reconnect-policy.js";
@@ -42,30 +43,35 @@ export class ArrayLink {
     readonly opts: LinkOptions,
   ) {}
 
-  private get call(): { timeoutMs: number } {
-    return { timeoutMs: this.opts.ioTimeoutMs };
-  }
-
-  /** `p`, with a deadline that expired said in the hypervisor's words: which call, which limit, which flag. */
-  private async deadline<T>(what: string, p: Promise<T>): Promise<T> {
+  /**
+   * One lookup under the deadline, with a deadline that expired said in the
+   * hypervisor's words (which call, which limit, which flag). A call made
+   * while the channel is between reconnect attempts (the array just came back)
+   * fails at once with UNAVAILABLE; it is tried once more, waiting for the
+   * channel at most ATTEMPT_PATIENCE_MS, and if the array is still not there
+   * the first error (it names the endpoint) is what the caller gets.
+   */
+  private async call<T>(what: string, f: (opts: CallOptions) => Promise<T>): Promise<T> {
+    const said = (e: unknown): unknown => (e instanceof SanboxError && e.code === "TIMEOUT" ? new TimeoutError(`the array did not answer ${what} within ${this.opts.ioTimeoutMs} ms (--io-timeout)`) : e);
     try {
-      return await p;
+      return await f({ timeoutMs: this.opts.ioTimeoutMs });
     } catch (e: unknown) {
-      if (e instanceof SanboxError && e.code === "TIMEOUT") throw new TimeoutError(`the array did not answer ${what} within ${this.opts.ioTimeoutMs} ms (--io-timeout)`);
-      throw e;
+      if (!(e instanceof SanboxError && e.code === "UNAVAILABLE")) throw said(e);
+      try {
+        return await f({ timeoutMs: Math.min(this.opts.ioTimeoutMs, ATTEMPT_PATIENCE_MS), waitForReady: true });
+      } catch (again: unknown) {
+        throw again instanceof SanboxError && (again.code === "UNAVAILABLE" || again.code === "TIMEOUT") ? e : said(again);
+      }
     }
   }
 
   /** A LUN by name, else by id. */
   lun(ref: string): Promise<LunInfo> {
-    return this.deadline("GetLun", lunByRef(this.array, ref, this.call));
+    return this.call("GetLun", (o) => lunByRef(this.array, ref, o));
   }
 
   luns(): Promise<LunInfo[]> {
-    return this.deadline(
-      "ListLuns",
-      allPages("ListLuns", (startingToken) => this.array.listLuns({ startingToken }, this.call).then((r) => ({ items: r.luns, next: r.nextToken }))),
-    );
+    return this.call("ListLuns", (o) => allPages("ListLuns", (startingToken) => this.array.listLuns({ startingToken }, o).then((r) => ({ items: r.luns, next: r.nextToken }))));
   }
 
   /** The LUN an RDM mapping file names, by NAA id (case-insensitive). */
