@@ -29,6 +29,7 @@
  * is written, so a LUN holding anything else is never touched.
  */
 import type { BlockDevice } from "../../src/block-device.js";
+import { FailedPreconditionError } from "../../src/errors.js";
 import { Datastore } from "../../src/datastore/datastore.js";
 import { SUPERBLOCK_OFFSETS, SUPERBLOCK_SIZE } from "../../src/datastore/format.js";
 import { LEASE_OFFSET, LEASE_SIZE, decodeLease } from "../../src/datastore/lease.js";
@@ -62,6 +63,8 @@ export class MountedDatastore {
   private reopening: Promise<Datastore> | undefined;
   /** How often the lease keeper fenced this mount. */
   private fences = 0;
+  /** The handle a reopen is opening, so a fence meanwhile revokes it too. */
+  private opening: PathHandle | undefined;
   private keeper: LeaseKeeper | undefined;
 
   private constructor(
@@ -126,6 +129,9 @@ export class MountedDatastore {
   private fence(why: string): void {
     this.fences++;
     this.current.handle.revoke(`fenced: ${why}`);
+    // A reopen in progress is opening a new handle under the lease that just lapsed: that one
+    // must not write either. Its open fails, and the next datastore() takes the lease first.
+    this.opening?.revoke(`fenced: ${why}`);
   }
 
   private async reopen(): Promise<Datastore> {
@@ -134,7 +140,14 @@ export class MountedDatastore {
     const after = faults !== this.current.faults ? "a path fault" : fences !== this.current.fences ? "its writer lease lapsed" : "a failed commit";
     this.current.handle.revoke();
     const handle = this.path.handle();
-    const ds = await Datastore.open(handle);
+    this.opening = handle;
+    let ds: Datastore;
+    try {
+      ds = await Datastore.open(handle);
+    } finally {
+      this.opening = undefined;
+    }
+    if (handle.revoked) throw new FailedPreconditionError(`datastore ${this.lunName}: fenced while it was being reopened (the writer lease lapsed); retry`);
     this.current = { ds, handle, faults, fences };
     this.log.warn(`datastore ${this.lunName}: reopened at generation ${ds.generation} after ${after}`);
     return ds;
