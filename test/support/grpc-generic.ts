@@ -4,7 +4,11 @@
  * has, with no sanbox client code in between. Replies come back as plain
  * objects; a failed call rejects with the grpc-js ServiceError (code, details).
  */
-import { Metadata, type Client, type ServiceError } from "@grpc/grpc-js";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Client, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { startArrayDaemon, type ArrayDaemon } from "./array-daemon.js";
+import { tempDir } from "./tools.js";
 
 export interface WireMethod {
   readonly path: string;
@@ -48,4 +52,29 @@ export async function callError(p: Promise<unknown>): Promise<ServiceError> {
     throw e;
   }
   throw new Error("expected the call to fail");
+}
+
+export interface GenericArray {
+  d: ArrayDaemon;
+  /** A bare grpc-js Client on the array's endpoint (no service bound). */
+  client: Client;
+  /** Close the client, stop the daemon, remove the directory. */
+  stop(): Promise<void>;
+}
+
+/** An array daemon in a temp directory that requires bearer `token`, and a bare client to it. */
+export async function startGenericArray(prefix: string, token: string): Promise<GenericArray> {
+  const tmp = tempDir(prefix);
+  writeFileSync(join(tmp.dir, "token"), `${token}\n`);
+  const d = await startArrayDaemon(join(tmp.dir, "array"), ["--token-file", join(tmp.dir, "token")]);
+  const client = new Client(d.rpcEndpoint, credentials.createInsecure());
+  return {
+    d,
+    client,
+    stop: async () => {
+      client.close();
+      await d.stop();
+      tmp.cleanup();
+    },
+  };
 }

@@ -10,11 +10,10 @@ import { Client, credentials, status } from "@grpc/grpc-js";
 import { loadSync, type MethodDefinition, type PackageDefinition } from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packageRoot } from "../../../src/package-root.js";
-import { startArrayDaemon, type ArrayDaemon } from "../../support/array-daemon.js";
-import { bearer, callError, streamCall, unaryCall, type WireMethod } from "../../support/grpc-generic.js";
+import type { ArrayDaemon } from "../../support/array-daemon.js";
+import { bearer, callError, startGenericArray, streamCall, unaryCall, type GenericArray, type WireMethod } from "../../support/grpc-generic.js";
 import { list, rec, text } from "../../support/grpc-reflection.js";
-import { tempDir, tool } from "../../support/tools.js";
-import { writeFileSync } from "node:fs";
+import { tool } from "../../support/tools.js";
 
 const TOKEN = "csi-interop-token-0123456789";
 const MiB = 1024 * 1024;
@@ -64,7 +63,7 @@ function covers(extents: readonly [number, number][], [off, len]: readonly [numb
 }
 
 describe("CSI services through a client built from the checked-in csi.proto", () => {
-  let tmp: { dir: string; cleanup: () => void };
+  let fx: GenericArray | undefined;
   let d: ArrayDaemon;
   let def: PackageDefinition;
   let client: Client;
@@ -75,16 +74,13 @@ describe("CSI services through a client built from the checked-in csi.proto", ()
   const snaps: Record<string, string> = {};
 
   beforeAll(async () => {
-    tmp = tempDir("sanbox-interop-csi-100-");
-    writeFileSync(join(tmp.dir, "token"), `${TOKEN}\n`);
-    d = await startArrayDaemon(join(tmp.dir, "array"), ["--token-file", join(tmp.dir, "token")]);
+    fx = await startGenericArray("sanbox-interop-csi-100-", TOKEN);
+    d = fx.d;
+    client = fx.client;
     def = loadSync("csi/v1/csi.proto", { includeDirs: [join(packageRoot(), "proto")], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-    client = new Client(d.rpcEndpoint, credentials.createInsecure());
   }, 60_000);
   afterAll(async () => {
-    client?.close();
-    await d?.stop();
-    tmp?.cleanup();
+    await fx?.stop();
   });
 
   it("Identity: a domain-style name, the three service capabilities, and ready", async () => {

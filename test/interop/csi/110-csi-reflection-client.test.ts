@@ -6,15 +6,13 @@
  * makes for a CBT backup: create a volume, snapshot it, stream its allocated
  * blocks, take a group snapshot.
  */
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { Client, credentials, status } from "@grpc/grpc-js";
+import { type Client, status } from "@grpc/grpc-js";
 import type protobuf from "protobufjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startArrayDaemon, type ArrayDaemon } from "../../support/array-daemon.js";
-import { bearer, callError, streamCall, unaryCall, type WireMethod } from "../../support/grpc-generic.js";
+import type { ArrayDaemon } from "../../support/array-daemon.js";
+import { bearer, callError, startGenericArray, streamCall, unaryCall, type GenericArray, type WireMethod } from "../../support/grpc-generic.js";
 import { list, listServices, rec, rootFromReflection, text } from "../../support/grpc-reflection.js";
-import { tempDir, tool } from "../../support/tools.js";
+import { tool } from "../../support/tools.js";
 
 const TOKEN = "csi-reflection-token-0123456789";
 const MiB = 1024 * 1024;
@@ -34,7 +32,7 @@ function wire(root: protobuf.Root, service: string, name: string): WireMethod {
 }
 
 describe("CSI services through a client built from server reflection alone", () => {
-  let tmp: { dir: string; cleanup: () => void };
+  let fx: GenericArray | undefined;
   let d: ArrayDaemon;
   let root: protobuf.Root;
   let client: Client;
@@ -42,15 +40,12 @@ describe("CSI services through a client built from server reflection alone", () 
   const call = (service: string, name: string, req: object): Promise<Record<string, unknown>> => unaryCall(client, wire(root, `csi.v1.${service}`, name), req, md);
 
   beforeAll(async () => {
-    tmp = tempDir("sanbox-interop-csi-110-");
-    writeFileSync(join(tmp.dir, "token"), `${TOKEN}\n`);
-    d = await startArrayDaemon(join(tmp.dir, "array"), ["--token-file", join(tmp.dir, "token")]);
-    client = new Client(d.rpcEndpoint, credentials.createInsecure());
+    fx = await startGenericArray("sanbox-interop-csi-110-", TOKEN);
+    d = fx.d;
+    client = fx.client;
   }, 60_000);
   afterAll(async () => {
-    client?.close();
-    await d?.stop();
-    tmp?.cleanup();
+    await fx?.stop();
   });
 
   it("reflection lists the CSI services and describes them completely enough to build every request and reply", async () => {
