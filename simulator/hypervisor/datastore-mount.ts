@@ -5,10 +5,11 @@
  * allocated is durable). Every VM on the datastore shares the one instance; the
  * Datastore serialises their operations.
  *
- * After a path fault (a broken connection, or a change that timed out), or a
- * commit that failed for any other reason, the Datastore in memory may no longer match the LUN: a commit may have failed
+ * After a path fault (a broken connection, or a change that timed out) the
+ * Datastore in memory may no longer match the LUN: a commit may have failed
  * half-way, which leaves it unusable, or the array may have lost unflushed
- * writes. So the next `datastore()` after a fault reopens it from the durable
+ * writes. A commit can also fail without a fault (an error reply, a full
+ * datastore), with the same result. So the next `datastore()` after either reopens it from the durable
  * superblock, on a new handle, and revokes the old handle: whoever still holds
  * the old instance (a VM's open VMDK) fails rather than write with a stale
  * allocation map. A VM's workload therefore fails on a datastore fault and is
